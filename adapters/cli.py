@@ -1,0 +1,43 @@
+"""The `supportbot` command: the composition root that wires settings, store, engine and adapters.
+
+Each area registers its own subcommands in a small module (`cli_*.py`) so this file stays a
+table of contents. A subcommand module exposes ``register(subparsers)``; the parser it adds
+sets ``func`` to a callable taking the parsed namespace and returning an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from importlib import import_module
+
+# Modules that add subcommands, in help order. Each has `register(subparsers) -> None`.
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "adapters.cli_chat",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="supportbot",
+        description="Customer-support bot for Slack and Discord with its own Transformer engine.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    return func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

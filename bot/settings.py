@@ -1,0 +1,91 @@
+"""Settings from SUPPORTBOT_* environment variables and an optional TOML file.
+
+Precedence: explicit arguments > environment > TOML file (SUPPORTBOT_CONFIG, or
+./supportbot.toml) > defaults. An invalid value stops start-up with a message naming the
+setting, never a half-configured bot.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+from pydantic_settings import SettingsError as PydanticSettingsError
+
+DEFAULT_KB = Path(__file__).resolve().parent.parent / "examples" / "kb"
+
+
+class SettingsError(ValueError):
+    """Configuration that cannot work; the message names each bad setting."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SUPPORTBOT_", extra="forbid")
+
+    redis_url: str = Field("", description="Redis URL; empty = in-memory store (one process)")
+    redis_prefix: str = Field("sb", description="prefix of every Redis key")
+    model: str = Field("", description="generation model: GGUF file or HF directory")
+    embed_model: str = Field("", description="embedding model: HF safetensors directory")
+    kb_dir: Path = Field(DEFAULT_KB, description="knowledge-base directory of Markdown articles")
+    support_channels: Annotated[list[str], NoDecode] = Field(default_factory=list,
+                                        description="channel ids the bot answers in")
+    agent_channel: str = Field("", description="channel id where ticket cards go")
+    answer_threshold: float = Field(0.5, ge=0.0, le=1.0,
+                                    description="minimum confidence to answer, else escalate")
+    rate_limit: int = Field(10, ge=1, description="messages per user per rate window")
+    rate_window_s: float = Field(60.0, gt=0)
+    history_turns: int = Field(10, ge=0, le=200)
+    dedup_ttl_s: int = Field(3600, ge=60)
+
+    @field_validator("support_channels", mode="before")
+    @classmethod
+    def _split_channels(cls, value: Any) -> Any:
+        if isinstance(value, str):  # "C1,C2" from the environment
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check_redis(self) -> Settings:
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"redis_url must start with redis://, rediss:// or unix:// "
+                             f"(got {self.redis_url!r})")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("SUPPORTBOT_CONFIG", "supportbot.toml"))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings or raise SettingsError naming every invalid setting."""
+    config_path = os.environ.get("SUPPORTBOT_CONFIG")
+    if config_path and not Path(config_path).is_file():
+        raise SettingsError(f"SUPPORTBOT_CONFIG: file not found: {config_path}")
+    try:
+        return Settings(**overrides)
+    except PydanticSettingsError as exc:  # e.g. a value that is not valid JSON
+        raise SettingsError(f"invalid configuration: {exc}") from None
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]) or "settings"
+            env = f"SUPPORTBOT_{name.upper()}" if err["loc"] else name
+            problems.append(f"{env}: {err['msg']}")
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(problems)) from None

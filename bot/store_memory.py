@@ -1,0 +1,105 @@
+"""In-memory ConversationStore: the embedded default for a single process (no Redis URL)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+
+from bot.models import Conversation, ConversationKey, ConversationState, Turn
+from bot.ports import Clock, LockTimeout, SystemClock
+
+
+class MemoryStore:
+    def __init__(self, clock: Clock | None = None, max_turns: int = 50,
+                 ttl_s: float = 7 * 24 * 3600) -> None:
+        self._clock = clock or SystemClock()
+        self._max_turns = max_turns
+        self._ttl_s = ttl_s
+        self._dedup: dict[tuple[str, str], float] = {}
+        self._rate: dict[tuple[str, str], deque[float]] = defaultdict(deque)
+        self._locks: dict[ConversationKey, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._fields: dict[ConversationKey, dict[str, str]] = {}
+        self._turns: dict[ConversationKey, list[Turn]] = {}
+        self._expires: dict[ConversationKey, float] = {}
+
+    def _expire(self, key: ConversationKey) -> None:
+        if self._expires.get(key, float("inf")) <= self._clock.now():
+            self._fields.pop(key, None)
+            self._turns.pop(key, None)
+            self._expires.pop(key, None)
+
+    def _touch(self, key: ConversationKey) -> None:
+        self._expires[key] = self._clock.now() + self._ttl_s
+
+    async def first_delivery(self, platform: str, event_id: str, ttl_s: int) -> bool:
+        now = self._clock.now()
+        seen_until = self._dedup.get((platform, event_id))
+        if seen_until is not None and seen_until > now:
+            return False
+        self._dedup[(platform, event_id)] = now + ttl_s
+        return True
+
+    async def allow_message(self, platform: str, user: str, limit: int, window_s: float) -> bool:
+        now = self._clock.now()
+        stamps = self._rate[(platform, user)]
+        while stamps and stamps[0] <= now - window_s:
+            stamps.popleft()
+        if len(stamps) >= limit:
+            return False
+        stamps.append(now)
+        return True
+
+    @asynccontextmanager
+    async def lock(self, key: ConversationKey, ttl_s: float = 60.0,
+                   wait_s: float = 30.0) -> AsyncIterator[None]:
+        lock = self._locks[key]
+        try:
+            await asyncio.wait_for(lock.acquire(), timeout=wait_s)
+        except TimeoutError as exc:
+            raise LockTimeout(f"conversation {key.id} stayed locked for {wait_s}s") from exc
+        try:
+            yield
+        finally:
+            lock.release()
+
+    async def load(self, key: ConversationKey, max_turns: int = 20) -> Conversation:
+        self._expire(key)
+        fields = dict(self._fields.get(key, {}))
+        state = ConversationState(fields.pop("state", ConversationState.BOT))
+        turns = tuple(self._turns.get(key, [])[-max_turns:]) if max_turns > 0 else ()
+        return Conversation(key=key, state=state, fields=fields, turns=turns)
+
+    async def transition(self, key: ConversationKey, allowed_from: Iterable[ConversationState],
+                         to: ConversationState, fields: dict[str, str] | None = None) -> bool:
+        self._expire(key)
+        current = self._fields.get(key, {}).get("state", ConversationState.BOT)
+        if current not in {str(s) for s in allowed_from}:
+            return False
+        record = self._fields.setdefault(key, {})
+        record.update(fields or {})
+        record["state"] = str(to)
+        record["updated"] = repr(self._clock.now())
+        self._touch(key)
+        return True
+
+    async def set_fields(self, key: ConversationKey, fields: dict[str, str]) -> None:
+        self._expire(key)
+        if "state" in fields:
+            raise ValueError("change state with transition(), not set_fields()")
+        self._fields.setdefault(key, {}).update(fields)
+        self._touch(key)
+
+    async def append_turn(self, key: ConversationKey, turn: Turn) -> None:
+        self._expire(key)
+        turns = self._turns.setdefault(key, [])
+        turns.append(turn)
+        del turns[: max(0, len(turns) - self._max_turns)]
+        self._touch(key)
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,142 @@
+"""Redis ConversationStore (redis.asyncio): shared by every adapter process.
+
+Atomic steps (compare-and-set transitions, the sliding window, lock release) are Lua scripts
+so that two processes never interleave inside one of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+
+from bot.keys import Keys
+from bot.models import Conversation, ConversationKey, ConversationState, Turn
+from bot.ports import LockTimeout
+
+# KEYS[1] conversation hash; ARGV: ttl_s, to_state, now, n_allowed, allowed..., field/value...
+_TRANSITION = """
+local state = redis.call('HGET', KEYS[1], 'state') or 'bot'
+local n = tonumber(ARGV[4])
+local ok = false
+for i = 1, n do if ARGV[4 + i] == state then ok = true end end
+if not ok then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'updated', ARGV[3])
+for i = 5 + n, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
+# KEYS[1] zset; ARGV: now_ms, window_ms, limit, member
+_RATE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[2]))
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+# Delete the lock only if we still own it (our token), so a late release never frees
+# a lock that expired and was taken by someone else.
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class RedisStore:
+    def __init__(self, client: aioredis.Redis, keys: Keys | None = None, max_turns: int = 50,
+                 ttl_s: int = 7 * 24 * 3600) -> None:
+        self.client = client
+        self.keys = keys or Keys()
+        self._max_turns = max_turns
+        self._ttl_s = ttl_s
+        self._transition = client.register_script(_TRANSITION)
+        self._rate = client.register_script(_RATE)
+        self._unlock = client.register_script(_UNLOCK)
+
+    @classmethod
+    def from_url(cls, url: str, keys: Keys | None = None, **kwargs: Any) -> RedisStore:
+        return cls(aioredis.from_url(url, decode_responses=True), keys, **kwargs)
+
+    async def first_delivery(self, platform: str, event_id: str, ttl_s: int) -> bool:
+        created = await self.client.set(self.keys.dedup(platform, event_id), "1", nx=True, ex=ttl_s)
+        return bool(created)
+
+    async def allow_message(self, platform: str, user: str, limit: int, window_s: float) -> bool:
+        now_ms = int(time.time() * 1000)
+        member = f"{now_ms}:{secrets.token_hex(4)}"
+        allowed = await self._rate(keys=[self.keys.rate(platform, user)],
+                                   args=[now_ms, int(window_s * 1000), limit, member])
+        return bool(int(allowed))
+
+    @asynccontextmanager
+    async def lock(self, key: ConversationKey, ttl_s: float = 60.0,
+                   wait_s: float = 30.0) -> AsyncIterator[None]:
+        name = self.keys.lock(key)
+        token = secrets.token_hex(16)
+        deadline = time.monotonic() + wait_s
+        delay = 0.005
+        while not await self.client.set(name, token, nx=True, px=int(ttl_s * 1000)):
+            if time.monotonic() >= deadline:
+                raise LockTimeout(f"conversation {key.id} stayed locked for {wait_s}s")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        try:
+            yield
+        finally:
+            await self._unlock(keys=[name], args=[token])
+
+    async def load(self, key: ConversationKey, max_turns: int = 20) -> Conversation:
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hgetall(self.keys.conversation(key))
+            pipe.lrange(self.keys.turns(key), -max_turns, -1)
+            fields_raw, turns_raw = await pipe.execute()
+        fields = cast(dict[str, str], dict(fields_raw))
+        state = ConversationState(fields.pop("state", ConversationState.BOT))
+        turns = tuple(Turn.from_json(json.loads(t)) for t in turns_raw) if max_turns > 0 else ()
+        return Conversation(key=key, state=state, fields=fields, turns=turns)
+
+    async def transition(self, key: ConversationKey, allowed_from: Iterable[ConversationState],
+                         to: ConversationState, fields: dict[str, str] | None = None) -> bool:
+        allowed = [str(s) for s in allowed_from]
+        flat = [item for pair in (fields or {}).items() for item in pair]
+        done = await self._transition(
+            keys=[self.keys.conversation(key)],
+            args=[self._ttl_s, str(to), repr(time.time()), len(allowed), *allowed, *flat])
+        return bool(int(done))
+
+    async def set_fields(self, key: ConversationKey, fields: dict[str, str]) -> None:
+        if "state" in fields:
+            raise ValueError("change state with transition(), not set_fields()")
+        if not fields:
+            return
+        name = self.keys.conversation(key)
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(name, mapping=cast(Any, fields))  # redis-py types want a wider Mapping
+            pipe.expire(name, self._ttl_s)
+            await pipe.execute()
+
+    async def append_turn(self, key: ConversationKey, turn: Turn) -> None:
+        name = self.keys.turns(key)
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.rpush(name, json.dumps(turn.to_json()))
+            pipe.ltrim(name, -self._max_turns, -1)
+            pipe.expire(name, self._ttl_s)
+            pipe.expire(self.keys.conversation(key), self._ttl_s)
+            await pipe.execute()
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.client.ping())
+        except aioredis.RedisError:
+            return False
+
+    async def close(self) -> None:
+        await self.client.aclose()
