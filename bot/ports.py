@@ -99,14 +99,25 @@ class Answerer(Protocol):
                      sink: PartialSink | None = None) -> Answer: ...
 
 
-@dataclass(frozen=True)
-class GenerationChunk:
-    """One streamed piece of a generation: new text, and when finished the reason."""
+class GenerationChunk(Protocol):
+    """One streamed piece of a generation: new text, and when finished the reason.
 
-    text: str
-    token_ids: tuple[int, ...] = ()
-    logprobs: tuple[float, ...] = ()
-    finish_reason: str | None = None  # "stop" | "length" | "cancelled" | None while streaming
+    A Protocol so the engine's own chunk type satisfies it without importing bot/.
+    """
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def token_ids(self) -> Sequence[int]: ...
+
+    @property
+    def logprobs(self) -> Sequence[float]: ...
+
+    @property
+    def finish_reason(self) -> str | None:
+        """"stop" | "length" | "cancelled" | "error" when finished; None while streaming."""
+        ...
 
 
 class LLM(Protocol):
