@@ -221,11 +221,12 @@ def load_bert_weights(model: BertModel, tensors: Mapping[str, Tensor], source: s
     missing = sorted(set(expected) - set(state))
     if missing:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-        raise CorruptModelFile(f"{source}: missing {len(missing)} BERT weights: {shown}")
+        raise CorruptModelFile(source, f"missing {len(missing)} BERT weights: {shown}")
     for key, param in expected.items():
         if tuple(state[key].shape) != tuple(param.shape):
             raise CorruptModelFile(
-                f"{source}: weight {key} has shape {tuple(state[key].shape)}, config expects "
+                source,
+                f"weight {key} has shape {tuple(state[key].shape)}, config expects "
                 f"{tuple(param.shape)}"
             )
     model.load_state_dict({key: state[key] for key in expected}, strict=True)

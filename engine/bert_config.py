@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ModelLoadError, UnsupportedArchitecture
+from engine.errors import ModelLoadError, ModelNotFound, UnsupportedArchitecture
 
 # HF `hidden_act` names we implement. "gelu" is the exact erf form (what BERT was trained with);
 # the others are the tanh approximation under the names different checkpoints use.
@@ -36,13 +36,14 @@ class BertConfig:
     attention_probs_dropout_prob: float = 0.1
 
     def __post_init__(self) -> None:
+        # ValueError here; `from_dict` re-raises it as UnsupportedArchitecture with the path.
         if self.hidden_size % self.num_attention_heads:
-            raise UnsupportedArchitecture(
+            raise ValueError(
                 f"hidden_size={self.hidden_size} is not divisible by "
                 f"num_attention_heads={self.num_attention_heads}"
             )
         if self.hidden_act not in SUPPORTED_ACTIVATIONS:
-            raise UnsupportedArchitecture(
+            raise ValueError(
                 f"hidden_act={self.hidden_act!r} is not one of {sorted(SUPPORTED_ACTIVATIONS)}"
             )
 
@@ -55,18 +56,18 @@ class BertConfig:
         """Build from a parsed HF config; `source` (usually the file path) goes in errors."""
         model_type = raw.get("model_type")
         if model_type != "bert":
-            archs = raw.get("architectures")
             raise UnsupportedArchitecture(
-                f"{source}: model_type={model_type!r} (architectures={archs}) is not a BERT "
-                "encoder; the embedder only implements model_type 'bert'"
+                source,
+                f"model_type={model_type!r} (architectures={raw.get('architectures')}) is not a "
+                "BERT encoder; the embedder only implements model_type 'bert'",
             )
         pos_type = raw.get("position_embedding_type", "absolute")
         if pos_type != "absolute":
             raise UnsupportedArchitecture(
-                f"{source}: position_embedding_type={pos_type!r} is not supported (only 'absolute')"
+                source, f"position_embedding_type={pos_type!r} is not supported (only 'absolute')"
             )
         if raw.get("is_decoder") or raw.get("add_cross_attention"):
-            raise UnsupportedArchitecture(f"{source}: decoder BERT is unsupported")
+            raise UnsupportedArchitecture(source, "decoder / cross-attention BERT is not supported")
         try:
             return cls(
                 vocab_size=int(raw["vocab_size"]),
@@ -83,9 +84,9 @@ class BertConfig:
                 attention_probs_dropout_prob=float(raw.get("attention_probs_dropout_prob", 0.1)),
             )
         except KeyError as exc:
-            raise ModelLoadError(f"{source}: BERT config is missing required key {exc}") from None
-        except UnsupportedArchitecture as exc:
-            raise UnsupportedArchitecture(f"{source}: {exc}") from None
+            raise ModelLoadError(source, f"BERT config is missing required key {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise UnsupportedArchitecture(source, str(exc)) from None
 
     @classmethod
     def from_json_file(cls, path: str | Path) -> BertConfig:
@@ -93,11 +94,11 @@ class BertConfig:
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ModelLoadError(f"{path}: config.json not found") from None
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ModelLoadError(f"{path}: cannot read config.json: {exc}") from None
+            raise ModelNotFound(str(path), "config.json not found") from None
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(str(path), f"cannot read config.json: {exc}") from None
         if not isinstance(raw, dict):
-            raise ModelLoadError(f"{path}: config.json is not a JSON object")
+            raise ModelLoadError(str(path), "config.json is not a JSON object")
         return cls.from_dict(raw, source=str(path))
 
     def to_hf_dict(self) -> dict[str, Any]:
