@@ -45,8 +45,17 @@ class Settings(BaseSettings):
     rate_window_s: float = Field(60.0, gt=0)
     history_turns: int = Field(10, ge=0, le=200)
     dedup_ttl_s: int = Field(3600, ge=60)
+    # Discord adapter (adapters/discordbot; deploy/discord-setup.md)
+    discord_token: str = Field("", description="Discord bot token; empty = no Discord adapter")
+    discord_application_id: str = Field("", description="application (client) id; default: "
+                                        "read from the token")
+    discord_admin_roles: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="role ids allowed to use /support besides Manage Server")
+    discord_agent_role: str = Field("", description="role id pinged on new ticket cards")
+    discord_message_content: bool = Field(True, description="use the privileged message-content "
+                                          "intent; off = answer only mentions and DMs")
 
-    @field_validator("support_channels", mode="before")
+    @field_validator("support_channels", "discord_admin_roles", mode="before")
     @classmethod
     def _split_channels(cls, value: Any) -> Any:
         if isinstance(value, str):  # "C1,C2" from the environment
