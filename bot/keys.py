@@ -41,3 +41,52 @@ class Keys:
     def stats(self, day: str) -> str:
         """Hash of counters for one day (yyyymmdd)."""
         return f"{self.prefix}:stats:{day}"
+
+    # ---- human handoff (bot/tickets_redis.py) ----
+
+    def ticket(self, ticket_id: str) -> str:
+        """String: one ticket as JSON."""
+        return f"{self.prefix}:ticket:{ticket_id}"
+
+    def ticket_seq(self) -> str:
+        """Counter (INCR) behind the short ticket ids agents type."""
+        return f"{self.prefix}:ticket:seq"
+
+    def tickets_active(self) -> str:
+        """Sorted set of OPEN/CLAIMED ticket ids, scored by creation time."""
+        return f"{self.prefix}:tickets:open"
+
+    def transcript(self, ticket_id: str) -> str:
+        """String: a kept human-resolved transcript as JSON (expires after its TTL)."""
+        return f"{self.prefix}:transcript:{ticket_id}"
+
+    def transcripts(self) -> str:
+        """Sorted set of kept transcript ticket ids, scored by expiry time."""
+        return f"{self.prefix}:transcripts"
+
+    def sweeper_lease(self) -> str:
+        """String holding the owner token of the one active handoff sweeper (PX lease)."""
+        return f"{self.prefix}:lease:sweeper"
+
+    # ---- feedback and analytics (bot/feedback.py, bot/analytics.py) ----
+
+    def stats_samples(self, day: str, metric: str) -> str:
+        """List of "channel value" samples (first response, time to claim) for one day."""
+        return f"{self.prefix}:stats:{day}:samples:{metric}"
+
+    def stats_conversations(self, day: str, kind: str) -> str:
+        """Hash conversation id -> JSON facts ("answered" first answer, "spoiled" escalation
+        or Not helpful), for resolved-by-bot figures."""
+        return f"{self.prefix}:stats:{day}:conv:{kind}"
+
+    def stats_unanswered(self, day: str) -> str:
+        """List of JSON {channel, text} questions the bot handed over (redacted, capped)."""
+        return f"{self.prefix}:stats:{day}:unanswered"
+
+    def feedback_article(self, article_id: str) -> str:
+        """Hash helpful / not_helpful counters of one article."""
+        return f"{self.prefix}:fb:article:{article_id}"
+
+    def feedback_conversation(self, key: ConversationKey) -> str:
+        """List of JSON feedback records left in one conversation."""
+        return f"{self.prefix}:fb:conv:{key.id}"
