@@ -1,0 +1,44 @@
+"""Which arriving messages the bot takes up, whatever the platform.
+
+Adapters describe a message as an `Arrival` (where it came from, whether it names the bot);
+the router decides. Shared so Slack and Discord agree on the rules:
+
+- direct messages and messages that mention the bot: always;
+- anything in a configured support channel (new questions and their thread replies);
+- a thread reply elsewhere only when the bot already holds a conversation for that thread
+  (a thread the bot was mentioned into continues without a fresh mention).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from bot.models import ConversationKey
+from bot.ports import ConversationStore
+
+
+@dataclass(frozen=True)
+class Arrival:
+    channel: str
+    is_dm: bool = False
+    mentions_bot: bool = False
+    in_thread: bool = False  # a reply inside an existing thread, not a thread root
+
+
+class MessageRouter:
+    def __init__(self, store: ConversationStore, support_channels: Collection[str]) -> None:
+        self.store = store
+        self.support_channels = frozenset(support_channels)
+
+    def is_support_channel(self, channel: str) -> bool:
+        return channel in self.support_channels
+
+    async def accepts(self, arrival: Arrival, key: ConversationKey) -> bool:
+        if arrival.is_dm or arrival.mentions_bot or self.is_support_channel(arrival.channel):
+            return True
+        if not arrival.in_thread:
+            return False
+        # One cheap read: a conversation the bot knows has stored state or turns.
+        conv = await self.store.load(key, max_turns=1)
+        return bool(conv.turns or conv.fields)
