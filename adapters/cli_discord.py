@@ -1,0 +1,64 @@
+"""`supportbot discord`: run the Discord adapter; `supportbot discord invite-url`: print the
+link that adds the bot to a server with the permissions it needs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from typing import Any
+
+from bot.settings import Settings, SettingsError, load_settings
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("discord", help="run the Discord adapter (see deploy/discord-setup.md)")
+    p.set_defaults(func=run)
+    actions = p.add_subparsers(dest="discord_command", metavar="ACTION")
+    inv = actions.add_parser("invite-url", help="print the OAuth2 URL that adds the bot")
+    inv.add_argument("--application-id", default="",
+                     help="application (client) id; default: settings, then the token")
+    inv.set_defaults(func=print_invite_url)
+
+
+def _settings() -> Settings | None:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return None
+
+
+def print_invite_url(args: argparse.Namespace) -> int:
+    from adapters.discordbot.invite import application_id_from_token, invite_url
+
+    settings = _settings()
+    if settings is None:
+        return 2
+    app_id = (args.application_id or settings.discord_application_id
+              or application_id_from_token(settings.discord_token))
+    if not app_id.isdigit():
+        print("discord invite-url: need the application id: --application-id, "
+              "SUPPORTBOT_DISCORD_APPLICATION_ID or SUPPORTBOT_DISCORD_TOKEN", file=sys.stderr)
+        return 2
+    print(invite_url(app_id))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = _settings()
+    if settings is None:
+        return 2
+    if not settings.discord_token:
+        print("discord: set SUPPORTBOT_DISCORD_TOKEN (see deploy/discord-setup.md)",
+              file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from adapters.discordbot.app import run_discord  # discord.py loads only when needed
+
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the way to stop it
+        asyncio.run(run_discord(settings))
+    return 0
