@@ -15,6 +15,8 @@ from importlib import import_module
 # Modules that add subcommands, in help order. Each has `register(subparsers) -> None`.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "adapters.cli_chat",
+    "adapters.cli_embed",
+    "adapters.cli_discord",
 )
 
 
