@@ -4,16 +4,17 @@ Adapters describe a message as an `Arrival` (where it came from, whether it name
 the router decides. Shared so Slack and Discord agree on the rules:
 
 - direct messages and messages that mention the bot: always;
-- anything in a configured support channel (new questions and their thread replies);
+- anything in a support channel (new questions and their thread replies); the channels are
+  live config (`/support config set support_channels ...`), seen by every process;
 - a thread reply elsewhere only when the bot already holds a conversation for that thread
   (a thread the bot was mentioned into continues without a fresh mention).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass
 
+from bot.live_config import LiveConfig
 from bot.models import ConversationKey
 from bot.ports import ConversationStore
 
@@ -27,15 +28,16 @@ class Arrival:
 
 
 class MessageRouter:
-    def __init__(self, store: ConversationStore, support_channels: Collection[str]) -> None:
+    def __init__(self, store: ConversationStore, live: LiveConfig) -> None:
         self.store = store
-        self.support_channels = frozenset(support_channels)
+        self.live = live
 
-    def is_support_channel(self, channel: str) -> bool:
-        return channel in self.support_channels
+    async def is_support_channel(self, channel: str) -> bool:
+        return channel in (await self.live.snapshot()).support_channels
 
     async def accepts(self, arrival: Arrival, key: ConversationKey) -> bool:
-        if arrival.is_dm or arrival.mentions_bot or self.is_support_channel(arrival.channel):
+        if arrival.is_dm or arrival.mentions_bot or await self.is_support_channel(
+                arrival.channel):
             return True
         if not arrival.in_thread:
             return False

@@ -78,7 +78,7 @@ def translate(event: Mapping[str, Any], team_id: str, bot_user_id: str) -> Slack
     inbound = Inbound(
         platform=PLATFORM, workspace=team_id, channel=str(channel),
         thread=thread, user=str(user), text=text, event_id=delivery_id(str(channel), str(ts)),
-        ts=_float_ts(str(ts)), user_name=f"<@{user}>", is_dm=is_dm)
+        ts=_float_ts(str(ts)), is_dm=is_dm)
     arrival = Arrival(channel=str(channel), is_dm=is_dm,
                       mentions_bot=mentions(raw_text, bot_user_id), in_thread=in_thread)
     return SlackMessage(inbound, arrival, reply_thread_ts)

@@ -1,7 +1,8 @@
 """A fake Slack, local and in-process, that the real slack-bolt / slack-sdk code talks to.
 
 - Web API under /api/<method>: auth.test, apps.connections.open, chat.postMessage,
-  chat.update, chat.delete, chat.postEphemeral, chat.getPermalink, usergroups.list. It checks
+  chat.update, chat.delete, chat.postEphemeral, chat.getPermalink, usergroups.list, users.info.
+  It checks
   the limits real Slack enforces (3,000 characters per section block, 50 blocks per message,
   a bot token on every call, an app token for apps.connections.open) and answers the error
   Slack would, so an adapter bug shows up as a failed call.
@@ -73,6 +74,8 @@ class FakeSlack:
         self.sent_at: dict[str, float] = {}  # envelope id -> when it was sent
         self.responses: list[dict[str, Any]] = []  # bodies POSTed to response_url
         self.usergroups: list[dict[str, Any]] = []
+        self.users: dict[str, str] = {"U0CUST": "Casey Customer", "U0AGENT": "Alex Agent",
+                                      "U0ADMIN": "Ada Admin"}  # user id -> display name
         self._rate_limits: dict[str, deque[int]] = defaultdict(deque)
         self._sockets: list[web.WebSocketResponse] = []
         self._connected = asyncio.Event()
@@ -85,7 +88,7 @@ class FakeSlack:
 
     async def start(self) -> None:
         app = web.Application()
-        app.router.add_post("/api/{method}", self._api)
+        app.router.add_route("*", "/api/{method}", self._api)  # the SDK GETs a few methods
         app.router.add_get("/link", self._socket)
         app.router.add_post("/respond/{n}", self._respond)
         self._runner = web.AppRunner(app)
@@ -195,6 +198,7 @@ class FakeSlack:
             "chat.postEphemeral": self._post_ephemeral,
             "chat.getPermalink": self._permalink,
             "usergroups.list": self._usergroups,
+            "users.info": self._user_info,
         }.get(method)
         if handler is None:
             return {"ok": False, "error": "unknown_method"}
@@ -250,6 +254,13 @@ class FakeSlack:
 
     def _usergroups(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "usergroups": self.usergroups}
+
+    def _user_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        user = str(args.get("user", ""))
+        if user not in self.users:
+            return {"ok": False, "error": "user_not_found"}
+        return {"ok": True, "user": {"id": user, "name": user.lower(),
+                                     "profile": {"display_name": self.users[user]}}}
 
     def _next_ts(self) -> str:
         return f"{int(time.time())}.{next(self._ts):06d}"
@@ -351,7 +362,13 @@ def _check_message(args: dict[str, Any]) -> str:
     if len(str(args.get("text", ""))) > 40000:
         return "msg_too_long"
     for block in blocks:
-        if block.get("type") == "section" and len(block["text"]["text"]) > 3000:
+        if block.get("type") == "section":
+            if "text" in block and len(block["text"]["text"]) > 3000:
+                return "invalid_blocks"
+            fields = block.get("fields", [])
+            if len(fields) > 10 or any(len(f["text"]) > 2000 for f in fields):
+                return "invalid_blocks"
+        if block.get("type") == "header" and len(block["text"]["text"]) > 150:
             return "invalid_blocks"
         if block.get("type") == "actions":
             ids = [e["action_id"] for e in block["elements"]]
@@ -361,3 +378,34 @@ def _check_message(args: dict[str, Any]) -> str:
                 if "value" in element and not 1 <= len(element["value"]) <= 2000:
                     return "invalid_blocks"
     return ""
+
+
+def block_actions(fake: FakeSlack, message: Message, action_id: str, user: str,
+                  value: str | None = None) -> dict[str, Any]:
+    """The `interactive` payload Slack sends when `user` presses a button on `message`."""
+    button = next(e for b in message.blocks if b["type"] == "actions"
+                  for e in b["elements"] if e["action_id"] == action_id)
+    container: dict[str, Any] = {"type": "message", "message_ts": message.ts,
+                                 "channel_id": message.channel, "is_ephemeral": False}
+    raw_message: dict[str, Any] = {"type": "message", "user": BOT_USER_ID, "ts": message.ts,
+                                   "text": message.text, "blocks": message.blocks}
+    if message.thread_ts:
+        container["thread_ts"] = raw_message["thread_ts"] = message.thread_ts
+    action = {"type": "button", "action_id": action_id, "block_id": "sb_actions",
+              "text": button["text"], "action_ts": user_ts()}
+    if value is not None or "value" in button:
+        action["value"] = value if value is not None else button["value"]
+    return {"type": "block_actions", "team": {"id": TEAM_ID, "domain": "acme"},
+            "user": {"id": user, "username": user.lower(), "name": user.lower(),
+                     "team_id": TEAM_ID},
+            "api_app_id": APP_ID, "token": "legacy", "container": container,
+            "trigger_id": uuid.uuid4().hex, "channel": {"id": message.channel, "name": "x"},
+            "message": raw_message, "response_url": fake.response_url(), "actions": [action]}
+
+
+def slash_command(fake: FakeSlack, text: str, user: str, channel: str = "C0AGENTS",
+                  command: str = "/support") -> dict[str, Any]:
+    return {"token": "legacy", "team_id": TEAM_ID, "team_domain": "acme",
+            "channel_id": channel, "channel_name": "agents", "user_id": user,
+            "user_name": user.lower(), "command": command, "text": text, "api_app_id": APP_ID,
+            "response_url": fake.response_url(), "trigger_id": uuid.uuid4().hex}

@@ -31,6 +31,10 @@ def texts(blocks: list[dict[str, Any]], kind: str = "section") -> str:
     out = []
     for b in blocks:
         if b["type"] == kind == "section":
+            if "text" in b:
+                out.append(b["text"]["text"])
+            out.extend(f["text"] for f in b.get("fields", []))
+        elif b["type"] == kind == "header":
             out.append(b["text"]["text"])
         elif b["type"] == kind == "context":
             out.extend(e["text"] for e in b["elements"])

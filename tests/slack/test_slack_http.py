@@ -13,14 +13,13 @@ from slack_sdk.signature import SignatureVerifier
 
 from adapters.slack.app import SlackAdapter
 from adapters.slack.runners import HttpRunner
-from bot.service import SupportBot
-from tests.slack.conftest import SIGNING_SECRET, SUPPORT_CHANNEL, make_adapter
+from tests.slack.conftest import SIGNING_SECRET, SUPPORT_CHANNEL, Stack
 from tests.slack.fake_slack import FakeSlack, event_callback, message_event
 
 
 @pytest.fixture
-async def http(bot: SupportBot, fake_slack: FakeSlack) -> AsyncIterator[HttpRunner]:
-    runner = HttpRunner(make_adapter(bot, fake_slack), host="127.0.0.1", port=0)
+async def http(stack: Stack) -> AsyncIterator[HttpRunner]:
+    runner = HttpRunner(stack.adapter(), host="127.0.0.1", port=0)
     await runner.start()
     yield runner
     await runner.stop()
