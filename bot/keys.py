@@ -30,6 +30,10 @@ class Keys:
         """Short per-conversation lock holding a random token."""
         return f"{self.prefix}:lock:conv:{key.id}"
 
+    def lock_queue(self, key: ConversationKey) -> str:
+        """Sorted set of lock waiters by message order (+ ':w:{token}' liveness keys)."""
+        return f"{self.prefix}:lock:conv:{key.id}:q"
+
     def rate(self, platform: str, user: str) -> str:
         """Sorted set of message timestamps: a sliding-window rate limit per user."""
         return f"{self.prefix}:rl:{platform}:{user}"

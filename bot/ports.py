@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.models import (
     Conversation,
@@ -46,9 +46,13 @@ class ConversationStore(Protocol):
         """Sliding-window rate limit: True while the user sent fewer than limit in window_s."""
         ...
 
-    def lock(self, key: ConversationKey, ttl_s: float = 60.0,
-             wait_s: float = 30.0) -> AbstractAsyncContextManager[None]:
-        """Hold the conversation so its messages are handled one at a time, in order."""
+    def lock(self, key: ConversationKey, ttl_s: float = 60.0, wait_s: float = 30.0,
+             order: float | None = None) -> AbstractAsyncContextManager[None]:
+        """Hold the conversation so its messages are handled one at a time, in order.
+
+        Waiters are served by `order` (the message's platform timestamp; arrival time when
+        None), so two messages that arrive together are handled in the order they were sent.
+        """
         ...
 
     async def load(self, key: ConversationKey, max_turns: int = 20) -> Conversation: ...
@@ -128,3 +132,16 @@ class LLM(Protocol):
                     ) -> AsyncIterator[GenerationChunk]: ...
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+
+class Embedder(Protocol):
+    """A sentence encoder as retrieval sees it (engine.embedder.Embedder satisfies it).
+
+    `embed` is synchronous model compute: callers on the event loop use asyncio.to_thread.
+    It returns unit-length rows [N, dim], anything numpy.asarray turns into float32.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    def embed(self, texts: Sequence[str]) -> Any: ...

@@ -60,7 +60,7 @@ class SupportBot:
             await self.store.append_turn(key, customer_turn)
             await outbox.post(Reply(RATE_LIMITED_TEXT, kind=ReplyKind.NOTICE))
             return Outcome.RATE_LIMITED
-        async with self.store.lock(key):
+        async with self.store.lock(key, order=inbound.ts):
             conv = await self.store.load(key, self.policy.history_turns)
             if conv.state in (ConversationState.HUMAN, ConversationState.WAITING_HUMAN):
                 await self.store.append_turn(key, customer_turn)

@@ -3,12 +3,47 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 from bot.models import Conversation, ConversationKey, ConversationState, Turn
 from bot.ports import Clock, LockTimeout, SystemClock
+
+
+class _OrderedLock:
+    """A lock whose waiters are served by (order, arrival), not just arrival."""
+
+    def __init__(self) -> None:
+        self._held = False
+        self._waiters: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    async def acquire(self, order: float, key: ConversationKey, wait_s: float) -> None:
+        if not self._held and not self._waiters:
+            self._held = True
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (order, next(self._seq), future)
+        heapq.heappush(self._waiters, entry)
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout=wait_s)
+        except TimeoutError as exc:
+            if future.done():  # handed the lock just as we gave up: pass it on
+                self.release()
+            else:
+                self._waiters.remove(entry)
+                heapq.heapify(self._waiters)
+            raise LockTimeout(f"conversation {key.id} stayed locked for {wait_s}s") from exc
+
+    def release(self) -> None:
+        if self._waiters:
+            _, _, future = heapq.heappop(self._waiters)
+            future.set_result(None)  # ownership passes straight to the next waiter
+        else:
+            self._held = False
 
 
 class MemoryStore:
@@ -19,7 +54,7 @@ class MemoryStore:
         self._ttl_s = ttl_s
         self._dedup: dict[tuple[str, str], float] = {}
         self._rate: dict[tuple[str, str], deque[float]] = defaultdict(deque)
-        self._locks: dict[ConversationKey, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._locks: dict[ConversationKey, _OrderedLock] = defaultdict(_OrderedLock)
         self._fields: dict[ConversationKey, dict[str, str]] = {}
         self._turns: dict[ConversationKey, list[Turn]] = {}
         self._expires: dict[ConversationKey, float] = {}
@@ -52,13 +87,10 @@ class MemoryStore:
         return True
 
     @asynccontextmanager
-    async def lock(self, key: ConversationKey, ttl_s: float = 60.0,
-                   wait_s: float = 30.0) -> AsyncIterator[None]:
+    async def lock(self, key: ConversationKey, ttl_s: float = 60.0, wait_s: float = 30.0,
+                   order: float | None = None) -> AsyncIterator[None]:
         lock = self._locks[key]
-        try:
-            await asyncio.wait_for(lock.acquire(), timeout=wait_s)
-        except TimeoutError as exc:
-            raise LockTimeout(f"conversation {key.id} stayed locked for {wait_s}s") from exc
+        await lock.acquire(self._clock.now() if order is None else order, key, wait_s)
         try:
             yield
         finally:

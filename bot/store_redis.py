@@ -42,6 +42,34 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 
+# A fair lock: waiters queue in a sorted set scored by message order (platform timestamp).
+# The head takes the free lock once its message is `settle_ms` old (or it has waited that
+# long, whichever comes first, in case of clock skew): messages sent together are handled in
+# the order they were sent, not in the order the network happened to deliver them, and an
+# ordinary message (already older than that on arrival) waits for nothing. Each waiter keeps a
+# short-lived liveness key; a dead waiter at the head is dropped instead of blocking others.
+# KEYS[1] lock, KEYS[2] queue; ARGV: token, lock_ttl_ms, settle_ms, waiter_key, waiter_ttl_ms,
+# order_ms
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local reg = redis.call('GET', ARGV[4]) or tostring(now)
+redis.call('SET', ARGV[4], reg, 'PX', ARGV[5])
+redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]) + tonumber(ARGV[5]))
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+while true do
+  local head = redis.call('ZRANGE', KEYS[2], 0, 0)
+  if #head == 0 or head[1] == ARGV[1] then break end
+  if redis.call('EXISTS', KEYS[2] .. ':w:' .. head[1]) == 1 then return 0 end
+  redis.call('ZREM', KEYS[2], head[1])
+end
+if now - math.min(tonumber(reg), tonumber(ARGV[6])) < tonumber(ARGV[3]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('DEL', ARGV[4])
+return 1
+"""
+
 # Delete the lock only if we still own it (our token), so a late release never frees
 # a lock that expired and was taken by someone else.
 _UNLOCK = """
@@ -60,6 +88,8 @@ class RedisStore:
         self._transition = client.register_script(_TRANSITION)
         self._rate = client.register_script(_RATE)
         self._unlock = client.register_script(_UNLOCK)
+        self._acquire = client.register_script(_ACQUIRE)
+        self.lock_settle_ms = 250
 
     @classmethod
     def from_url(cls, url: str, keys: Keys | None = None, **kwargs: Any) -> RedisStore:
@@ -77,17 +107,23 @@ class RedisStore:
         return bool(int(allowed))
 
     @asynccontextmanager
-    async def lock(self, key: ConversationKey, ttl_s: float = 60.0,
-                   wait_s: float = 30.0) -> AsyncIterator[None]:
-        name = self.keys.lock(key)
+    async def lock(self, key: ConversationKey, ttl_s: float = 60.0, wait_s: float = 30.0,
+                   order: float | None = None) -> AsyncIterator[None]:
+        name, queue = self.keys.lock(key), self.keys.lock_queue(key)
         token = secrets.token_hex(16)
+        waiter = f"{queue}:w:{token}"
+        order = time.time() if order is None else order
+        await self.client.zadd(queue, {token: order})
         deadline = time.monotonic() + wait_s
         delay = 0.005
-        while not await self.client.set(name, token, nx=True, px=int(ttl_s * 1000)):
+        args = [token, int(ttl_s * 1000), self.lock_settle_ms, waiter, 2000, int(order * 1000)]
+        while not int(await self._acquire(keys=[name, queue], args=args)):
             if time.monotonic() >= deadline:
+                await self.client.zrem(queue, token)
+                await self.client.delete(waiter)
                 raise LockTimeout(f"conversation {key.id} stayed locked for {wait_s}s")
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.1)
+            delay = min(delay * 2, 0.05)
         try:
             yield
         finally:

@@ -132,7 +132,14 @@ async def test_messages_in_one_thread_are_handled_in_order(store: ConversationSt
     answerer = SlowStreamingAnswerer()
     bot = SupportBot(store, answerer, BotPolicy(stream_interval_s=0.0))
     outboxes = [RecordingOutbox() for _ in range(3)]
-    await asyncio.gather(*[bot.handle(msg(f"q{i}", f"e{i}"), outboxes[i]) for i in range(3)])
+    messages = [msg(f"q{i}", f"e{i}") for i in range(3)]
+    # The conversation is busy (another message being answered) while three more arrive,
+    # delivered out of order: they must be handled one at a time, in the order sent.
+    async with store.lock(messages[0].key):
+        tasks = [asyncio.create_task(bot.handle(messages[i], outboxes[i])) for i in (2, 0, 1)]
+        await asyncio.sleep(0.4)
+        assert answerer.seen == []
+    await asyncio.gather(*tasks)
     assert answerer.seen == ["q0", "q1", "q2"]
     conv = await store.load(msg("", "x").key, max_turns=10)
     assert [t.text for t in conv.turns if t.role == "customer"] == ["q0", "q1", "q2"]

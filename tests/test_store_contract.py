@@ -111,6 +111,22 @@ async def test_lock_serialises_one_conversation(store: ConversationStore) -> Non
         assert order[i][0] == order[i + 1][0]
 
 
+async def test_lock_waiters_are_served_in_message_order(store: ConversationStore) -> None:
+    served: list[float] = []
+
+    async def waiter(order: float) -> None:
+        async with store.lock(KEY, order=order):
+            served.append(order)
+
+    async with store.lock(KEY):
+        tasks = []
+        for order in (3.0, 1.0, 2.0):  # arrival order differs from message order
+            tasks.append(asyncio.create_task(waiter(order)))
+            await asyncio.sleep(0.02)
+    await asyncio.gather(*tasks)
+    assert served == [1.0, 2.0, 3.0]
+
+
 async def test_lock_does_not_block_other_conversations(store: ConversationStore) -> None:
     async with store.lock(KEY), store.lock(OTHER, wait_s=0.5):
         pass
@@ -121,5 +137,5 @@ async def test_lock_wait_times_out(store: ConversationStore) -> None:
         with pytest.raises(LockTimeout):
             async with store.lock(KEY, wait_s=0.1):
                 pass
-    async with store.lock(KEY, wait_s=0.1):  # released afterwards
+    async with store.lock(KEY, wait_s=2):  # released afterwards
         pass
