@@ -1,0 +1,381 @@
+"""A Llama-family decoder (Llama 2/3, Mistral, Qwen2, SmolLM) built for batched serving.
+
+Shapes in comments: B batch rows, T new tokens per row, S attended key positions, D hidden size,
+H query heads, Hkv key/value heads, R = H // Hkv (GQA group size), hd head dim, V vocab.
+
+Serving-oriented design:
+  * The KV cache is preallocated once: ``k[layer, slot, Hkv, max_len, hd]``. A request owns a slot;
+    rows of one forward may use any slots and sit at different positions (``start_pos``), so a
+    scheduler can add requests to a running batch between decode steps, or prefill in chunks.
+  * Ragged rows are right-padded; ``lengths`` says how many tokens of each row are real. Padding is
+    never written to the cache and never attended to.
+  * ``last_only=True`` runs the final norm and the output head on each row's last real token only:
+    the head is the biggest matmul of a small model, and a prefill needs one row of it.
+  * q/k/v and gate/up are fused into one matmul each. The state dict still uses Hugging Face names
+    (``model.layers.0.self_attn.q_proj.weight``...): hooks split/join the fused tensors, so HF
+    safetensors load directly and our GGUF loader maps onto the same names.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.config import LlamaConfig
+from engine.errors import ContextLengthExceeded
+
+
+class KVCache:
+    """Preallocated keys and values for ``n_slots`` sequences of up to ``max_len`` tokens each."""
+
+    def __init__(
+        self,
+        config: LlamaConfig,
+        n_slots: int,
+        max_len: int,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        shape = (config.num_hidden_layers, n_slots, config.num_key_value_heads, max_len,
+                 config.head_dim)
+        # zeros, not empty: a stale NaN bit pattern must never reach a softmax, even masked.
+        self.k = torch.zeros(shape, device=device, dtype=dtype)  # [L, slots, Hkv, max_len, hd]
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.n_slots = n_slots
+        self.max_len = max_len
+
+    def copy_prefix(self, src_slot: int, dst_slot: int, length: int) -> None:
+        """Copy ``src_slot``'s first ``length`` positions into ``dst_slot`` (prefix cache)."""
+        if src_slot == dst_slot or length <= 0:
+            return
+        self.k[:, dst_slot, :, :length].copy_(self.k[:, src_slot, :, :length])
+        self.v[:, dst_slot, :, :length].copy_(self.v[:, src_slot, :, :length])
+
+
+def rope_inv_freq(config: LlamaConfig) -> torch.Tensor:
+    """Inverse RoPE frequencies ``[hd/2]`` in fp32, the same arithmetic as transformers."""
+    dim = config.head_dim
+    inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.float) / dim))
+    scaling = config.rope_scaling
+    if scaling.rope_type == "linear":
+        inv_freq = inv_freq / scaling.factor
+    elif scaling.rope_type == "llama3":
+        old_len = scaling.original_max_position_embeddings
+        low_wavelen = old_len / scaling.low_freq_factor
+        high_wavelen = old_len / scaling.high_freq_factor
+        wavelen = 2 * math.pi / inv_freq
+        # long wavelengths are divided by factor, short ones kept, the band between interpolated
+        scaled = torch.where(wavelen > low_wavelen, inv_freq / scaling.factor, inv_freq)
+        smooth = (old_len / wavelen - scaling.low_freq_factor) / (
+            scaling.high_freq_factor - scaling.low_freq_factor)
+        smoothed = (1 - smooth) * scaled / scaling.factor + smooth * scaled
+        is_medium = ~(wavelen < high_wavelen) * ~(wavelen > low_wavelen)
+        inv_freq = torch.where(is_medium, smoothed, scaled)
+    elif scaling.rope_type == "freq_factors":
+        assert scaling.freq_factors is not None
+        inv_freq = inv_freq / torch.tensor(scaling.freq_factors, dtype=torch.float)
+    return inv_freq
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float, **factory: Any) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim, **factory))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Normalise in fp32 then cast back before the weight, exactly as transformers does, so
+        # bf16/fp16 runs round the same way.
+        dtype = x.dtype
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * h.to(dtype)
+
+
+def _join_on_load(parts: Sequence[str], fused: str, suffixes: Sequence[str]) -> Any:
+    """A load_state_dict pre-hook that concatenates HF's separate tensors into our fused one."""
+    def hook(module: nn.Module, state_dict: dict[str, torch.Tensor], prefix: str,
+             *_: Any) -> None:
+        for suffix in suffixes:
+            keys = [f"{prefix}{p}.{suffix}" for p in parts]
+            if all(k in state_dict for k in keys):
+                state_dict[f"{prefix}{fused}.{suffix}"] = torch.cat(
+                    [state_dict.pop(k) for k in keys], dim=0)
+    return hook
+
+
+def _split_on_save(parts: Sequence[str], fused: str, sizes: Sequence[int]) -> Any:
+    """A state_dict post-hook that splits our fused tensor back into HF's separate names.
+
+    The pieces are cloned: views into one buffer could not be saved with safetensors."""
+    def hook(module: nn.Module, state_dict: dict[str, torch.Tensor], prefix: str,
+             *_: Any) -> None:
+        for suffix in ("weight", "bias"):
+            key = f"{prefix}{fused}.{suffix}"
+            if key in state_dict:
+                for name, chunk in zip(parts, state_dict.pop(key).split(list(sizes)), strict=True):
+                    state_dict[f"{prefix}{name}.{suffix}"] = chunk.clone()
+    return hook
+
+
+def _drop_tied_head(module: nn.Module, state_dict: dict[str, torch.Tensor], prefix: str,
+                    *_: Any) -> None:
+    """Tied models have no separate head; HF state dicts may still list one. (Our own state dict
+    omits it, as HF's safetensors files do: safetensors refuses tensors that share memory.)"""
+    if getattr(module, "config").tie_word_embeddings:  # noqa: B009
+        state_dict.pop(f"{prefix}lm_head.weight", None)
+
+
+@dataclass
+class _Step:
+    """Everything about one forward's batch layout, computed once and shared by all layers."""
+
+    positions: torch.Tensor  # [B, T] absolute position of every input token
+    kv_len: int  # S: keys 0..S-1 of each row's slot are read
+    slot_index: torch.Tensor | slice  # rows' cache slots: a slice when contiguous (no gather)
+    mask: torch.Tensor | None  # [B, 1, R*T, S] bool, True = attend; None when nothing to hide
+    # where new keys go: B == 1 writes a slice; otherwise (slot, position) per valid token
+    write_slice: tuple[int, int, int] | None  # (slot, start, stop)
+    write_slots: torch.Tensor | None  # [N]
+    write_pos: torch.Tensor | None  # [N]
+    valid_rows: torch.Tensor | None  # [N] indices into B*T of real (non-padding) tokens
+
+
+class Attention(nn.Module):
+    def __init__(self, config: LlamaConfig, layer_idx: int, **factory: Any) -> None:
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.n_heads = config.num_attention_heads
+        self.n_kv = config.num_key_value_heads
+        self.head_dim = config.head_dim
+        self.q_size, self.kv_size = config.q_size, config.kv_size
+        self.qkv_proj = nn.Linear(config.hidden_size, self.q_size + 2 * self.kv_size,
+                                  bias=config.attention_bias, **factory)
+        self.o_proj = nn.Linear(self.q_size, config.hidden_size, bias=config.attention_out_bias,
+                                **factory)
+        parts = ("q_proj", "k_proj", "v_proj")
+        self.register_load_state_dict_pre_hook(_join_on_load(parts, "qkv_proj", ("weight", "bias")))
+        self.register_state_dict_post_hook(
+            _split_on_save(parts, "qkv_proj", (self.q_size, self.kv_size, self.kv_size)))
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache,
+                step: _Step) -> torch.Tensor:
+        B, T, _ = x.shape
+        H, Hkv, hd = self.n_heads, self.n_kv, self.head_dim
+        qkv = self.qkv_proj(x)  # [B, T, (H + 2*Hkv) * hd]
+        # q and k are adjacent in the fused output: rotate both with one set of ops.
+        qk = qkv[..., : self.q_size + self.kv_size].unflatten(-1, (H + Hkv, hd))  # [B,T,H+Hkv,hd]
+        qk = qk * cos + torch.roll(qk, hd // 2, dims=-1) * sin  # RoPE, HF's rotate_half layout
+        q, k = qk.split((H, Hkv), dim=2)  # [B,T,H,hd], [B,T,Hkv,hd]
+        v = qkv[..., self.q_size + self.kv_size:].unflatten(-1, (Hkv, hd))  # [B,T,Hkv,hd]
+
+        k_cache, v_cache = cache.k[self.layer_idx], cache.v[self.layer_idx]  # [slots,Hkv,max,hd]
+        if step.write_slice is not None:
+            slot, start, stop = step.write_slice
+            k_cache[slot, :, start:stop] = k[0, : stop - start].transpose(0, 1)
+            v_cache[slot, :, start:stop] = v[0, : stop - start].transpose(0, 1)
+        else:
+            assert step.write_slots is not None and step.write_pos is not None
+            k_new, v_new = k.reshape(B * T, Hkv, hd), v.reshape(B * T, Hkv, hd)
+            if step.valid_rows is not None:  # drop padding tokens
+                k_new, v_new = k_new[step.valid_rows], v_new[step.valid_rows]
+            k_cache[step.write_slots, :, step.write_pos] = k_new  # [N, Hkv, hd]
+            v_cache[step.write_slots, :, step.write_pos] = v_new
+
+        keys = k_cache[step.slot_index, :, : step.kv_len]  # [B, Hkv, S, hd]
+        values = v_cache[step.slot_index, :, : step.kv_len]
+        # GQA without repeating K/V: fold each group's R query heads into the query-length axis,
+        # so every kv head attends for R*T queries. [B,T,H,hd] -> [B,Hkv,R*T,hd]
+        R = H // Hkv
+        q = q.reshape(B, T, Hkv, R, hd).permute(0, 2, 3, 1, 4).reshape(B, Hkv, R * T, hd)
+        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=step.mask)
+        out = out.reshape(B, Hkv, R, T, hd).permute(0, 3, 1, 2, 4).reshape(B, T, H * hd)
+        return self.o_proj(out)  # [B, T, D]
+
+
+class MLP(nn.Module):
+    def __init__(self, config: LlamaConfig, **factory: Any) -> None:
+        super().__init__()
+        self.intermediate = config.intermediate_size
+        self.gate_up_proj = nn.Linear(config.hidden_size, 2 * self.intermediate, bias=False,
+                                      **factory)
+        self.down_proj = nn.Linear(self.intermediate, config.hidden_size, bias=False, **factory)
+        parts = ("gate_proj", "up_proj")
+        self.register_load_state_dict_pre_hook(_join_on_load(parts, "gate_up_proj", ("weight",)))
+        self.register_state_dict_post_hook(
+            _split_on_save(parts, "gate_up_proj", (self.intermediate, self.intermediate)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up_proj(x).split(self.intermediate, dim=-1)  # 2 x [B, T, I]
+        return self.down_proj(F.silu(gate) * up)  # SwiGLU -> [B, T, D]
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, config: LlamaConfig, layer_idx: int, **factory: Any) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, **factory)
+        self.self_attn = Attention(config, layer_idx, **factory)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, **factory)
+        self.mlp = MLP(config, **factory)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache,
+                step: _Step) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, step)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class LlamaModel(nn.Module):
+    def __init__(self, config: LlamaConfig, **factory: Any) -> None:
+        super().__init__()
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, **factory)
+        self.layers = nn.ModuleList(
+            DecoderLayer(config, i, **factory) for i in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, **factory)
+
+
+class LlamaForCausalLM(nn.Module):
+    """The decoder plus output head. Call :meth:`forward` under any grad mode; it runs in
+    inference mode itself."""
+
+    def __init__(self, config: LlamaConfig, device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
+        super().__init__()
+        factory: dict[str, Any] = {"device": device, "dtype": dtype}
+        self.config = config
+        self.model = LlamaModel(config, **factory)
+        self.lm_head: nn.Linear | None = None
+        if not config.tie_word_embeddings:
+            self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False, **factory)
+        self.register_load_state_dict_pre_hook(_drop_tied_head)
+        # RoPE cos/sin tables [positions, hd], grown on demand (a 128k-context table would be
+        # hundreds of MB; most deployments use a few thousand positions).
+        self._cos = torch.empty(0)
+        self._sin = torch.empty(0)
+        self.requires_grad_(False)
+        self.eval()
+
+    @classmethod
+    def from_state_dict(cls, config: LlamaConfig, state_dict: dict[str, torch.Tensor],
+                        device: torch.device | str, dtype: torch.dtype) -> LlamaForCausalLM:
+        """Build around existing tensors (HF names) without allocating and copying twice."""
+        with torch.device("meta"):
+            model = cls(config)
+        placed = {k: v.to(device=device, dtype=dtype) for k, v in state_dict.items()}
+        model.load_state_dict(placed, strict=True, assign=True)
+        return model.requires_grad_(False).eval()
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.embed_tokens.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.embed_tokens.weight.dtype
+
+    def head_weight(self) -> torch.Tensor:
+        return self.lm_head.weight if self.lm_head is not None else self.model.embed_tokens.weight
+
+    def new_cache(self, n_slots: int, max_len: int) -> KVCache:
+        """A KV cache matching this model's device and dtype."""
+        return KVCache(self.config, n_slots, max_len, self.device, self.dtype)
+
+    def _rope_tables(self, n_positions: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._cos.shape[0] < n_positions or self._cos.device != self.device:
+            n = max(n_positions, 256, 2 * self._cos.shape[0])
+            inv_freq = rope_inv_freq(self.config).to(self.device)
+            freqs = torch.arange(n, device=self.device, dtype=torch.float)[:, None] * inv_freq
+            emb = torch.cat((freqs, freqs), dim=-1)  # [n, hd]
+            half = self.config.head_dim // 2
+            sign = torch.ones(self.config.head_dim, device=self.device)
+            sign[:half] = -1.0  # rotate_half(x) == roll(x, hd/2) * [-1..., +1...]
+            self._cos = emb.cos().to(self.dtype)
+            self._sin = (emb.sin() * sign).to(self.dtype)
+        return self._cos, self._sin
+
+    def _plan(self, B: int, T: int, cache: KVCache, start_pos: Sequence[int],
+              slots: Sequence[int], lengths: Sequence[int]) -> _Step:
+        device = self.device
+        ends = [s + n for s, n in zip(start_pos, lengths, strict=True)]
+        kv_len = max(ends)
+        if kv_len > cache.max_len:
+            raise ContextLengthExceeded(
+                f"a row needs {kv_len} cache positions; the cache holds {cache.max_len}")
+        if min(lengths) < 1 or max(lengths) > T:
+            raise ValueError(f"lengths must be in 1..{T}, got {list(lengths)}")
+        starts = torch.tensor(list(start_pos), device=device)
+        positions = starts[:, None] + torch.arange(T, device=device)  # [B, T]
+        s0 = slots[0]
+        contiguous = list(slots) == list(range(s0, s0 + B))
+        slot_index: torch.Tensor | slice = (
+            slice(s0, s0 + B) if contiguous else torch.tensor(list(slots), device=device))
+
+        # A mask is needed unless every row has exactly one new token at the same position.
+        mask = None
+        window = self.config.sliding_window
+        needs_window = window is not None and kv_len > window
+        if T > 1 or len(set(ends)) > 1 or needs_window:
+            last = torch.tensor([e - 1 for e in ends], device=device)
+            # Padding queries look only at real keys: their output is discarded, but must be finite.
+            q_pos = torch.minimum(positions, last[:, None])  # [B, T]
+            key_pos = torch.arange(kv_len, device=device)  # [S]
+            allowed = key_pos[None, None, :] <= q_pos[:, :, None]  # [B, T, S]
+            if needs_window:
+                assert window is not None
+                allowed &= key_pos[None, None, :] > q_pos[:, :, None] - window
+            R = self.config.num_attention_heads // self.config.num_key_value_heads
+            # folded GQA queries are ordered (group member, token): repeat the T rows R times
+            mask = allowed[:, None].expand(B, R, T, kv_len).reshape(B, 1, R * T, kv_len)
+
+        if B == 1:
+            return _Step(positions, kv_len, slot_index, mask, (slots[0], start_pos[0], ends[0]),
+                         None, None, None)
+        padded = any(n != T for n in lengths)
+        valid_rows = None
+        if padded:
+            flat = [b * T + t for b in range(B) for t in range(lengths[b])]
+            valid_rows = torch.tensor(flat, device=device)
+            write_slots = torch.tensor([slots[i // T] for i in flat], device=device)
+            write_pos = positions.reshape(-1)[valid_rows]
+        else:
+            write_slots = torch.tensor(list(slots), device=device).repeat_interleave(T)
+            write_pos = positions.reshape(-1)
+        return _Step(positions, kv_len, slot_index, mask, None, write_slots, write_pos, valid_rows)
+
+    @torch.inference_mode()
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        cache: KVCache,
+        start_pos: Sequence[int],
+        slots: Sequence[int] | None = None,
+        lengths: Sequence[int] | None = None,
+        last_only: bool = False,
+    ) -> torch.Tensor:
+        """Run ``input_ids`` [B, T] through the model, appending their keys/values to the cache.
+
+        ``start_pos[b]``: tokens already cached in row b's slot (= position of its first input).
+        ``slots[b]``: the cache slot of row b (default ``range(B)``).
+        ``lengths[b]``: real tokens in row b, the rest is right padding (default all ``T``).
+        Returns logits [B, T, V], or [B, V] at each row's last real token when ``last_only``.
+        """
+        B, T = input_ids.shape
+        slots = list(range(B)) if slots is None else slots
+        lengths = [T] * B if lengths is None else lengths
+        step = self._plan(B, T, cache, start_pos, slots, lengths)
+        cos_table, sin_table = self._rope_tables(step.kv_len)
+        cos = cos_table[step.positions].unsqueeze(2)  # [B, T, 1, hd], broadcast over heads
+        sin = sin_table[step.positions].unsqueeze(2)
+
+        h = self.model.embed_tokens(input_ids)  # [B, T, D]
+        for layer in self.model.layers:
+            h = layer(h, cos, sin, cache, step)
+        if last_only:
+            last = torch.tensor([n - 1 for n in lengths], device=h.device)
+            h = h[torch.arange(B, device=h.device), last]  # [B, D]
+        return F.linear(self.model.norm(h), self.head_weight())  # [B, (T,) V]
