@@ -8,8 +8,10 @@ decides everything; this class translates and makes sure Discord's deadlines are
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+from collections import Counter
 from typing import Any
 
 import discord
@@ -86,6 +88,8 @@ class SupportClient(commands.Bot):
         self.admin = admin
         self.buttons = buttons
         self._synced_guilds: set[int] = set()
+        self._busy: set[asyncio.Task[Any]] = set()  # message handlers still running
+        self.outcomes: Counter[str] = Counter()  # what became of each message, for metrics
 
     # ---- start-up -------------------------------------------------------------------------
 
@@ -119,10 +123,25 @@ class SupportClient(commands.Bot):
     async def on_message(self, message: discord.Message) -> None:
         # Never call process_commands: prefix commands are not used, and a mention must
         # reach the support pipeline rather than be read as a command.
+        task = asyncio.current_task()
+        if task is not None:
+            self._busy.add(task)
         try:
             await self.handle_message(message)
         except Exception:
             log.exception("handling message %s failed", message.id)
+        finally:
+            self._busy.discard(task)  # type: ignore[arg-type]
+
+    async def idle(self) -> None:
+        """Wait until every message handler that has started has finished (shutdown, tests)."""
+        current = asyncio.current_task()
+        while pending := [t for t in self._busy if t is not current]:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def close(self) -> None:
+        await self.idle()  # let answers being written finish before the connection goes
+        await super().close()
 
     async def handle_message(self, message: discord.Message) -> None:
         me = self.user
@@ -149,12 +168,14 @@ class SupportClient(commands.Bot):
                               in_thread=not is_dm)
             target = FixedTarget(channel)
         if not await self.router.accepts(arrival, key):
+            self.outcomes["not_routed"] += 1
             return
         inbound = Inbound(platform=PLATFORM, workspace=key.workspace, channel=key.channel,
                           thread=key.thread, user=str(message.author.id), text=text,
                           event_id=str(message.id), ts=message.created_at.timestamp(),
                           user_name=message.author.display_name, is_dm=arrival.is_dm)
-        await self.support_bot.handle(inbound, DiscordOutbox(target))
+        outcome = await self.support_bot.handle(inbound, DiscordOutbox(target))
+        self.outcomes[outcome] += 1
 
     async def _resolve_channel(self, message: discord.Message) -> Any:
         """The message's channel with its type known. A thread missing from the cache (say,

@@ -20,7 +20,7 @@ from adapters.discordbot.client import SupportClient
 from adapters.wiring import Support
 from bot.keys import Keys
 from bot.ports import Answerer
-from bot.settings import Settings
+from bot.settings import Settings, load_settings
 from tests.conftest import REDIS_URL
 from tests.discord_e2e.fake_discord import FakeDiscord
 
@@ -87,11 +87,11 @@ def world(fake: FakeDiscord) -> World:
 
 @pytest.fixture
 def settings(world: World, redis_keys: Keys) -> Settings:
-    return Settings(redis_url=REDIS_URL, redis_prefix=redis_keys.prefix,
-                    support_channels=[world.support, world.forum], agent_channel=world.agents,
-                    discord_token="fake-token", discord_admin_roles=[world.admin_role],
-                    discord_agent_role=world.agent_role, agent_groups=[world.agent_role],
-                    rate_limit=100)
+    return load_settings(
+        redis_url=REDIS_URL, redis_prefix=redis_keys.prefix,
+        support_channels=[world.support, world.forum], agent_channel=world.agents,
+        discord_token="fake-token", discord_admin_roles=[world.admin_role],
+        discord_agent_role=world.agent_role, agent_groups=[world.agent_role], rate_limit=100)
 
 
 @pytest.fixture

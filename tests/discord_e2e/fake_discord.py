@@ -33,6 +33,8 @@ API = "/api/v10"
 DISPATCH, HEARTBEAT, IDENTIFY, RESUME, RECONNECT, INVALID_SESSION, HELLO, HEARTBEAT_ACK = (
     0, 1, 2, 6, 7, 9, 10, 11)
 
+MESSAGE_CONTENT_INTENT = 1 << 15
+
 ALL_PERMISSIONS = (1 << 50) - 1
 MANAGE_GUILD = 1 << 5
 VIEW_AND_SEND = (1 << 10) | (1 << 11) | (1 << 38) | (1 << 31)  # view, send, in threads, slash
@@ -87,6 +89,7 @@ class FakeDiscord:
         self._conn: GatewayConnection | None = None
         self._runner: web.AppRunner | None = None
         self.base_url = ""
+        self.intents = 0  # what the client asked for in IDENTIFY
         self.identified = asyncio.Event()
         self.resumed = asyncio.Event()
         self.changed = asyncio.Condition()  # notified on every REST call and gateway op
@@ -218,8 +221,18 @@ class FakeDiscord:
         self.resumed.clear()
         await conn.ws.close(code=4000, message=b"dropped by test")
 
+    def _as_delivered(self, event: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Without the message-content intent Discord blanks guild messages' text, except
+        for messages that mention the bot (and DMs, which have no guild)."""
+        if event != "MESSAGE_CREATE" or self.intents & MESSAGE_CONTENT_INTENT \
+                or "guild_id" not in data or data["author"]["id"] == self.bot_user["id"] \
+                or any(u["id"] == self.bot_user["id"] for u in data.get("mentions", [])):
+            return data
+        return {**data, "content": "", "embeds": [], "components": []}
+
     async def dispatch(self, event: str, data: dict[str, Any]) -> int:
         """Number the event and send it, or keep it for the client's RESUME if it is away."""
+        data = self._as_delivered(event, data)
         self._seq += 1
         frame = {"op": DISPATCH, "t": event, "s": self._seq, "d": data}
         self._events.append((self._seq, frame))
@@ -342,6 +355,7 @@ class FakeDiscord:
             if op == HEARTBEAT:
                 await self._send(conn, {"op": HEARTBEAT_ACK, "s": None, "t": None, "d": None})
             elif op == IDENTIFY:
+                self.intents = int(frame["d"].get("intents", 0))
                 self._conn = conn
                 await self._ready(conn)
             elif op == RESUME:
@@ -395,7 +409,9 @@ class FakeDiscord:
                     return json_response(
                         {"message": "You are being rate limited.", "retry_after": retry_after,
                          "global": False}, status=429,
-                        headers={"Retry-After": str(retry_after), "X-RateLimit-Scope": "user",
+                        # discord.py reads a 429 without `Via` as a Cloudflare ban: no retry.
+                        headers={"Via": "1.1 google", "Retry-After": str(retry_after),
+                                 "X-RateLimit-Scope": "user",
                                  "X-RateLimit-Remaining": "0", "X-RateLimit-Limit": "5",
                                  "X-RateLimit-Reset-After": str(retry_after),
                                  "X-RateLimit-Bucket": "fake-bucket"})
