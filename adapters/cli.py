@@ -15,6 +15,7 @@ from importlib import import_module
 # Modules that add subcommands, in help order. Each has `register(subparsers) -> None`.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "adapters.cli_chat",
+    "adapters.cli_transcripts",
     "adapters.cli_embed",
     "adapters.cli_discord",
 )

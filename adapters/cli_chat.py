@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from adapters.console import ConsoleSession
-from adapters.wiring import build_bot
+from adapters.console import CONSOLE_STAFF, ConsoleDesk, ConsoleSession
+from adapters.wiring import build_support
 from bot.settings import SettingsError, load_settings
 
 
@@ -35,16 +35,17 @@ def run_chat(args: argparse.Namespace) -> int:
 
 async def _chat(settings: Any, script: list[str] | None) -> int:
     try:
-        bot = build_bot(settings)
+        support = build_support(settings, {"console": ConsoleDesk(sys.stdout)},
+                                extra_admins=CONSOLE_STAFF)
     except FileNotFoundError as exc:
         print(f"chat: {exc}", file=sys.stderr)
         return 2
-    session = ConsoleSession(bot)
+    session = ConsoleSession(support.bot, admin=support.admin)
     try:
         if script is not None:
             await session.run_script(script)
         else:
             await session.run_interactive()
     finally:
-        await bot.store.close()
+        await support.close()
     return 0

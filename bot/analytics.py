@@ -175,13 +175,16 @@ class Analytics:
         await self.kv.push_capped(self.keys.stats_samples(day_of(ts), metric),
                                   f"{channel_of(key)}{SEP}{value:.3f}", 100_000, self.ttl_s)
 
-    async def _fact(self, ts: float, kind: str, key: ConversationKey) -> None:
+    async def _fact(self, ts: float, kind: str, key: ConversationKey, episode: str) -> None:
+        # A thread can hold several conversations (a new one starts after a resolve): the
+        # episode (its start time, kept in the conversation's fields) tells them apart.
         name = self.keys.stats_conversations(day_of(ts), kind)
+        conv = f"{key.id}@{episode}"
         value = json.dumps({"ts": ts, "channel": channel_of(key)})
         if kind == "answered":  # the first answer of the day starts the window
-            await self.kv.hsetnx(name, key.id, value, self.ttl_s)
+            await self.kv.hsetnx(name, conv, value, self.ttl_s)
         else:  # the latest escalation / Not helpful of the day is the one that can spoil it
-            await self.kv.hset(name, {key.id: value}, self.ttl_s)
+            await self.kv.hset(name, {conv: value}, self.ttl_s)
 
     # ---- recording --------------------------------------------------------------------------
 
@@ -191,15 +194,15 @@ class Analytics:
     async def first_response(self, key: ConversationKey, seconds: float, ts: float) -> None:
         await self._sample(ts, "first_response", key, max(0.0, seconds))
 
-    async def answered(self, key: ConversationKey, ts: float) -> None:
+    async def answered(self, key: ConversationKey, ts: float, episode: str = "") -> None:
         await self._count(ts, "bot_answers", key)
-        await self._fact(ts, "answered", key)
+        await self._fact(ts, "answered", key, episode)
 
     async def escalated(self, key: ConversationKey, reason: str, ts: float,
-                        question: str = "") -> None:
+                        question: str = "", episode: str = "") -> None:
         await self._count(ts, "escalations", key)
         await self._count(ts, f"reason{SEP}{reason or 'unknown'}", key)
-        await self._fact(ts, "spoiled", key)
+        await self._fact(ts, "spoiled", key, episode)
         if question.strip():
             await self.kv.push_capped(
                 self.keys.stats_unanswered(day_of(ts)),
@@ -213,10 +216,11 @@ class Analytics:
     async def human_resolved(self, key: ConversationKey, ts: float) -> None:
         await self._count(ts, "human_resolved", key)
 
-    async def feedback(self, key: ConversationKey, helpful: bool, ts: float) -> None:
+    async def feedback(self, key: ConversationKey, helpful: bool, ts: float,
+                       episode: str = "") -> None:
         await self._count(ts, "helpful" if helpful else "not_helpful", key)
         if not helpful:
-            await self._fact(ts, "spoiled", key)
+            await self._fact(ts, "spoiled", key, episode)
 
     # ---- reading ----------------------------------------------------------------------------
 

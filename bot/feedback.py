@@ -28,7 +28,7 @@ class Feedback:
         self.analytics = analytics
 
     async def record(self, key: ConversationKey, article_id: str, user: str, helpful: bool,
-                     ts: float, comment: str = "") -> None:
+                     ts: float, comment: str = "", episode: str = "") -> None:
         """One vote. The comment is redacted like every customer text before it is stored."""
         verdict = "helpful" if helpful else "not_helpful"
         if article_id:
@@ -39,7 +39,7 @@ class Feedback:
         await self.kv.push_capped(self.keys.feedback_conversation(key), json.dumps(record),
                                   200, FEEDBACK_TTL_S)
         if self.analytics is not None:
-            await self.analytics.feedback(key, helpful, ts)
+            await self.analytics.feedback(key, helpful, ts, episode)
 
     async def for_article(self, article_id: str) -> ArticleFeedback:
         counts = await self.kv.hgetall(self.keys.feedback_article(article_id))

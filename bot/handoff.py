@@ -159,7 +159,7 @@ class Handoff:
                 f"{_minutes(cfg.claim_timeout_s)}.")
 
     async def open_ticket(self, conv: Conversation, customer: str, customer_name: str,
-                          reason: str) -> Ticket:
+                          reason: str, question: str = "") -> Ticket:
         """Create the ticket for a conversation already moved to WAITING_HUMAN."""
         turns = conv.turns
         summary = await summarize(turns, self.llm)
@@ -177,7 +177,8 @@ class Handoff:
         await self.tickets.create(ticket)
         await self.store.set_fields(conv.key, {"ticket": ticket.id})
         if self.analytics is not None:
-            await self.analytics.escalated(conv.key, reason, self.clock.now())
+            await self.analytics.escalated(conv.key, reason, self.clock.now(), question,
+                                           conv.fields.get("started", ""))
         return ticket
 
     async def post_card(self, ticket: Ticket) -> None:
@@ -205,7 +206,8 @@ class Handoff:
                                             "escalated_at": repr(self.clock.now())}):
             return None
         conv = await self.store.load(key, 20)
-        ticket = await self.open_ticket(conv, customer, customer_name, reason)
+        question = next((t.text for t in reversed(conv.turns) if t.role == "customer"), "")
+        ticket = await self.open_ticket(conv, customer, customer_name, reason, question)
         notice = " ".join(p for p in (text, await self.waiting_text()) if p)
         await outbox.post(Reply(notice, kind=ReplyKind.HANDOFF, reason=reason))
         await self.store.append_turn(key, Turn("bot", notice, self.clock.now(), reason=reason))
@@ -287,7 +289,7 @@ class Handoff:
 
     async def resolve(self, ticket_id: str, by: str, note: str = "") -> ActionResult:
         text = "This request has been marked as resolved"
-        text += f": {note}" if note else "."
+        text += f": {note.rstrip('.')}." if note else "."
         text += " If you need anything else, just write here and I'll help."
         result = await self._close(ticket_id, TicketState.RESOLVED, by, note,
                                    ConversationState.CLOSED, text)

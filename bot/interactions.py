@@ -31,9 +31,6 @@ class Interactions:
         self.store = store
         self.clock = clock or SystemClock()
 
-    async def _is_customer_of(self, caller: Caller, key: ConversationKey) -> bool:
-        conv = await self.store.load(key, 200)
-        return any(t.role == "customer" and t.user == caller.user_id for t in conv.turns)
 
     async def handle(self, caller: Caller, action: str, value: str,
                      conversation: ConversationKey | None = None, outbox: Outbox | None = None,
@@ -57,8 +54,10 @@ class Interactions:
             return result_reply(await self.handoff.hand_back(value, caller.name))
         if conversation is None:
             return error("This button belongs to a conversation the bot cannot find.")
+        conv = await self.store.load(conversation, 200)
         agent = self.authorizer.check(caller, Role.AGENT).allowed
-        if not agent and not await self._is_customer_of(caller, conversation):
+        if not agent and not any(t.role == "customer" and t.user == caller.user_id
+                                 for t in conv.turns):
             return error("Only the person who asked can use these buttons.")
         if act is Action.TALK_TO_HUMAN:
             if outbox is None:
@@ -71,7 +70,7 @@ class Interactions:
             return CommandReply(f"Done: ticket {ticket.id} is waiting for our team.")
         helpful = act is Action.HELPFUL
         await self.feedback.record(conversation, value.strip(), caller.user_id, helpful,
-                                   self.clock.now(), comment)
+                                   self.clock.now(), comment, conv.fields.get("started", ""))
         if helpful:
             return CommandReply("Thanks for the feedback!")
         return CommandReply("Thanks for telling us. If you still need help, press "

@@ -21,6 +21,8 @@ from pydantic_settings import (
 )
 from pydantic_settings import SettingsError as PydanticSettingsError
 
+from bot.business_hours import BusinessHours
+
 DEFAULT_KB = Path(__file__).resolve().parent.parent / "examples" / "kb"
 
 
@@ -45,6 +47,22 @@ class Settings(BaseSettings):
     rate_window_s: float = Field(60.0, gt=0)
     history_turns: int = Field(10, ge=0, le=200)
     dedup_ttl_s: int = Field(3600, ge=60)
+    # Human handoff and /support authorization (bot/handoff.py, bot/authz.py)
+    admin_users: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="user ids allowed every /support command")
+    agent_users: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="user ids allowed to claim and resolve tickets")
+    admin_groups: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Slack user-group / Discord role ids of admins")
+    agent_groups: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Slack user-group / Discord role ids of agents")
+    claim_timeout_min: float = Field(10.0, gt=0, description="minutes before an unclaimed "
+                                     "ticket reminds agents and updates the customer")
+    max_reminders: int = Field(3, ge=0, description="reminders per unclaimed ticket")
+    business_hours: str = Field("", description="e.g. 'mon-fri 09:00-17:00 Europe/Berlin'; "
+                                "empty = always staffed")
+    transcript_ttl_days: int = Field(90, ge=1, description="how long human-resolved "
+                                     "transcripts are kept for export")
     # Discord adapter (adapters/discordbot; deploy/discord-setup.md)
     discord_token: str = Field("", description="Discord bot token; empty = no Discord adapter")
     discord_application_id: str = Field("", description="application (client) id; default: "
@@ -55,11 +73,18 @@ class Settings(BaseSettings):
     discord_message_content: bool = Field(True, description="use the privileged message-content "
                                           "intent; off = answer only mentions and DMs")
 
-    @field_validator("support_channels", "discord_admin_roles", mode="before")
+    @field_validator("support_channels", "discord_admin_roles", "admin_users", "agent_users",
+                     "admin_groups", "agent_groups", mode="before")
     @classmethod
     def _split_channels(cls, value: Any) -> Any:
         if isinstance(value, str):  # "C1,C2" from the environment
             return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("business_hours")
+    @classmethod
+    def _check_hours(cls, value: str) -> str:
+        BusinessHours.parse(value)  # ValueError names the expected format
         return value
 
     @model_validator(mode="after")
