@@ -16,8 +16,10 @@ from importlib import import_module
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "adapters.cli_chat",
     "adapters.cli_transcripts",
+    "adapters.cli_stats",
     "adapters.cli_embed",
     "adapters.cli_discord",
+    "adapters.cli_slack",
 )
 
 

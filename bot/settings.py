@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -72,6 +72,20 @@ class Settings(BaseSettings):
     discord_agent_role: str = Field("", description="role id pinged on new ticket cards")
     discord_message_content: bool = Field(True, description="use the privileged message-content "
                                           "intent; off = answer only mentions and DMs")
+    # Slack adapter (adapters/slack; README "Slack setup", deploy/slack-app-manifest.yaml)
+    slack_bot_token: str = Field("", description="bot token (xoxb-...); empty = no Slack adapter")
+    slack_app_token: str = Field("", description="app-level token (xapp-..., "
+                                 "connections:write) for Socket Mode")
+    slack_signing_secret: str = Field("", description="signing secret; HTTP mode checks "
+                                      "every request against it")
+    slack_mode: Literal["socket", "http"] = Field("socket", description="socket (no public "
+                                                  "URL needed) or http (Events API)")
+    slack_http_host: str = Field("0.0.0.0", description="HTTP mode: address to listen on")
+    slack_http_port: int = Field(3000, ge=0, le=65535, description="HTTP mode: port")
+    slack_http_path: str = Field("/slack/events", description="HTTP mode: request path for "
+                                 "events, buttons and /support")
+    slack_api_url: str = Field("https://slack.com/api/", description="Web API base URL")
+    slack_command: str = Field("/support", description="the admin slash command's name")
 
     @field_validator("support_channels", "discord_admin_roles", "admin_users", "agent_users",
                      "admin_groups", "agent_groups", mode="before")

@@ -1,0 +1,38 @@
+"""`supportbot slack`: run the Slack adapter (Socket Mode by default, or HTTP Events API)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from adapters.serve import serve_forever
+from bot.settings import SettingsError, load_settings
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("slack", help="run the Slack adapter (README: Slack setup)")
+    p.add_argument("--http", action="store_true",
+                   help="serve the HTTP Events API instead of Socket Mode")
+    p.add_argument("--port", type=int, help="HTTP mode port (default: settings, 3000)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides: dict[str, Any] = {}
+    if args.http:
+        overrides["slack_mode"] = "http"
+    if args.port is not None:
+        overrides["slack_http_port"] = args.port
+    try:
+        settings = load_settings(**overrides)
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    from adapters.slack.process import run_slack, settings_problems  # slack libs on demand
+
+    problems = settings_problems(settings)
+    if problems:
+        print("slack: missing settings:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 2
+    return serve_forever(run_slack(settings))
