@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import pytest
@@ -13,8 +14,8 @@ from slack_sdk.signature import SignatureVerifier
 
 from adapters.slack.app import SlackAdapter
 from adapters.slack.runners import HttpRunner
-from tests.slack.conftest import SIGNING_SECRET, SUPPORT_CHANNEL, Stack
-from tests.slack.fake_slack import FakeSlack, event_callback, message_event
+from tests.slack.conftest import AGENT, SIGNING_SECRET, SUPPORT_CHANNEL, Stack
+from tests.slack.fake_slack import FakeSlack, event_callback, message_event, slash_command
 
 
 @pytest.fixture
@@ -26,11 +27,13 @@ async def http(stack: Stack) -> AsyncIterator[HttpRunner]:
 
 
 async def post(runner: HttpRunner, body: dict[str, Any], secret: str = SIGNING_SECRET,
-               age_s: float = 0.0, headers: dict[str, str] | None = None) -> int:
-    raw = json.dumps(body)
+               age_s: float = 0.0, headers: dict[str, str] | None = None,
+               form: bool = False) -> int:
+    raw = urlencode(body) if form else json.dumps(body)
     timestamp = str(int(time.time() - age_s))
     signature = SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=raw) or ""
-    all_headers = {"Content-Type": "application/json", "X-Slack-Request-Timestamp": timestamp,
+    content_type = "application/x-www-form-urlencoded" if form else "application/json"
+    all_headers = {"Content-Type": content_type, "X-Slack-Request-Timestamp": timestamp,
                    "X-Slack-Signature": signature, **(headers or {})}
     async with aiohttp.ClientSession() as session, \
             session.post(runner.url, data=raw, headers=all_headers) as resp:
@@ -78,3 +81,12 @@ async def test_url_verification_challenge(http: HttpRunner) -> None:
                                          "X-Slack-Signature": signature}) as resp:
         assert resp.status == 200
         assert (await resp.json())["challenge"] == "abc123"
+
+
+async def test_slash_command_over_http(http: HttpRunner, fake_slack: FakeSlack) -> None:
+    command = slash_command(fake_slack, "help", AGENT)
+    assert await post(http, command, form=True) == 200
+    [response] = fake_slack.responses
+    assert response["response_type"] == "ephemeral" and "/support claim" in str(response)
+    assert await post(http, command, secret="forged", form=True) == 401
+    assert len(fake_slack.responses) == 1
