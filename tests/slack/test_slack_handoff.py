@@ -137,3 +137,16 @@ async def test_support_command_is_ephemeral_and_authorized(fake_slack: FakeSlack
 
 def json_text(body: dict[str, Any]) -> str:
     return str(body["text"]) + " " + " ".join(str(b) for b in body.get("blocks", []))
+
+
+async def test_feedback_buttons_only_for_the_asker(fake_slack: FakeSlack,
+                                                   slack: SlackAdapter) -> None:
+    question = message_event(SUPPORT_CHANNEL, "How do I reset my password?", user=CUSTOMER)
+    await deliver(fake_slack, slack, question)
+    [answer] = fake_slack.thread(SUPPORT_CHANNEL, question["ts"])
+    thanks = await interact(fake_slack, slack, "interactive",
+                            block_actions(fake_slack, answer, "sb_helpful", CUSTOMER))
+    assert thanks["text"] == "Thanks for the feedback!"
+    stranger = await interact(fake_slack, slack, "interactive",
+                              block_actions(fake_slack, answer, "sb_not_helpful", "U0OTHER"))
+    assert "Only the person who asked" in stranger["text"]
