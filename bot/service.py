@@ -50,7 +50,6 @@ class Outcome(StrEnum):
     CANCELLED = "cancelled"  # a waiting customer no longer needs a person
     SUPERSEDED = "superseded"  # a human took over while the answer was being written
     PAUSED = "paused"  # an admin paused the bot in this channel: stored, no reply
-    IGNORED = "ignored"  # not a support channel (live config support_channels)
 
 
 @dataclass(frozen=True)
@@ -118,10 +117,9 @@ class SupportBot:
                                                self.policy.dedup_ttl_s):
             log.info("dropping duplicate delivery %s", inbound.event_id)
             return Outcome.DUPLICATE
+        # Which messages reach handle() at all (support channels, DMs, mentions, known
+        # threads) is decided once, by the adapters through bot/routing.MessageRouter.
         cfg = await self.live.snapshot() if self.live is not None else None
-        if cfg is not None and cfg.support_channels and not inbound.is_dm \
-                and inbound.channel not in cfg.support_channels:
-            return Outcome.IGNORED
         key = inbound.key
         customer_turn = Turn("customer", inbound.text, inbound.ts, user=inbound.user)
         limit = cfg.rate_limit if cfg else self.policy.rate_limit
