@@ -116,9 +116,20 @@ async def start_client(world: World, settings: Settings
         return client
 
     yield start
+    crashed = [t.exception() for _, _, t in running if t.done() and not t.cancelled()
+               and t.exception() is not None]
     for client, support, task in running:
         await client.close()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
         await support.close()
+    assert not crashed, f"the client's connection loop crashed: {crashed!r}"
+
+
+async def settle(fake: FakeDiscord, client: SupportClient) -> None:
+    """Wait until the client has processed every event sent so far (its heartbeat reports the
+    sequence number) and every message handler those events started has finished."""
+    seq = fake.last_seq
+    await fake.wait_until(lambda: fake.seen_seq() >= seq)
+    await client.idle()

@@ -283,7 +283,8 @@ class FakeDiscord:
                 "channel_id": channel_id, "channel": self.channels[channel_id],
                 "member": member, "app_permissions": str(ALL_PERMISSIONS), "locale": "en-US",
                 "guild_locale": "en-US", "entitlements": [],
-                "authorizing_integration_owners": {"0": guild_id}, "context": 0}
+                "authorizing_integration_owners": {"0": guild_id}, "context": 0,
+                "attachment_size_limit": 10 * 1024 * 1024}
 
     async def slash(self, guild_id: str, channel_id: str, member: dict[str, Any], verb: str,
                     args: str = "") -> dict[str, Any]:
@@ -310,6 +311,19 @@ class FakeDiscord:
         return payload
 
     # ---- what the client did ----------------------------------------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        return self._seq
+
+    def seen_seq(self) -> int:
+        """The newest event the client says it has processed (its heartbeats carry it)."""
+        return max((int(f["d"] or 0) for f in self.gateway_ops if f.get("op") == HEARTBEAT),
+                   default=0)
+
+    def seq_of(self, message_id: str) -> int:
+        return next(seq for seq, f in self._events
+                    if f["t"] == "MESSAGE_CREATE" and f["d"]["id"] == message_id)
 
     def calls_to(self, method: str, path_regex: str) -> list[Call]:
         rx = re.compile(path_regex)

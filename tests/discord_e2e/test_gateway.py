@@ -24,7 +24,7 @@ async def test_dropped_connection_resumes_without_duplicate_replies(
     third = await fake.say(thread, world.customer, "Can I get a refund?")
     await fake.wait_until(fake.resumed.is_set)
     # Discord delivers at least once: the question sent just before the drop comes again.
-    await fake.redeliver(next(s for s, f in fake._events if f["d"].get("id") == second["id"]))
+    await fake.redeliver(fake.seq_of(second["id"]))
     # Handled in order: once this last question is answered, the redelivery was seen.
     await fake.say(thread, world.customer, "How do I invite my team?")
     await fake.wait_until(lambda: len(fake.bot_messages(thread)) >= 4)
