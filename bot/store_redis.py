@@ -116,7 +116,8 @@ class RedisStore:
         await self.client.zadd(queue, {token: order})
         deadline = time.monotonic() + wait_s
         delay = 0.005
-        args = [token, int(ttl_s * 1000), self.lock_settle_ms, waiter, 2000, int(order * 1000)]
+        args: list[str | int] = [token, int(ttl_s * 1000), self.lock_settle_ms, waiter, 2000,
+                                 int(order * 1000)]
         while not int(await self._acquire(keys=[name, queue], args=args)):
             if time.monotonic() >= deadline:
                 await self.client.zrem(queue, token)
