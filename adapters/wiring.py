@@ -74,7 +74,9 @@ def auth_config(settings: Settings, extra_admins: Sequence[str] = ()) -> AuthCon
     return AuthConfig.build(
         admin_users=[*settings.admin_users, *extra_admins], agent_users=settings.agent_users,
         admin_groups=[*settings.admin_groups, *settings.discord_admin_roles],
-        agent_groups=settings.agent_groups,
+        # The Discord role pinged on ticket cards is the agents' role: its members are agents.
+        agent_groups=[*settings.agent_groups,
+                      *([settings.discord_agent_role] if settings.discord_agent_role else [])],
         admin_permissions=("administrator", "manage_guild"))
 
 

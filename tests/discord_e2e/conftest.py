@@ -91,7 +91,7 @@ def settings(world: World, redis_keys: Keys) -> Settings:
         redis_url=REDIS_URL, redis_prefix=redis_keys.prefix,
         support_channels=[world.support, world.forum], agent_channel=world.agents,
         discord_token="fake-token", discord_admin_roles=[world.admin_role],
-        discord_agent_role=world.agent_role, agent_groups=[world.agent_role], rate_limit=100)
+        discord_agent_role=world.agent_role, rate_limit=100)
 
 
 @pytest.fixture
