@@ -6,12 +6,12 @@ import io
 
 from adapters.console import CONSOLE_STAFF, ConsoleDesk, ConsoleSession
 from adapters.wiring import build_support
-from bot.settings import Settings
+from bot.settings import load_settings
 
 
 async def play(lines: list[str]) -> str:
     out = io.StringIO()
-    support = build_support(Settings(), {"console": ConsoleDesk(out)},
+    support = build_support(load_settings(redis_url=""), {"console": ConsoleDesk(out)},
                             extra_admins=CONSOLE_STAFF)
     await ConsoleSession(support.bot, out, admin=support.admin).run_script(lines)
     await support.close()
