@@ -15,7 +15,9 @@ from typing import Any, Protocol
 
 import discord
 
-from bot.present import button_label
+from bot.actions import Action
+from bot.present import ANSWER_LABELS
+from bot.tickets import BUTTON_LABELS as TICKET_LABELS
 
 # Discord's limit on a component's custom_id.
 CUSTOM_ID_LIMIT = 100
@@ -25,6 +27,15 @@ _STYLES = {"primary": discord.ButtonStyle.primary, "danger": discord.ButtonStyle
 
 # The value may be empty: an answer without a cited article still has feedback buttons.
 _TEMPLATE = re.compile(r"(?P<action>sb_[a-z_]+):(?P<value>.*)")
+
+
+def default_label(action: str) -> str:
+    if action in ANSWER_LABELS:
+        return ANSWER_LABELS[action]
+    try:
+        return TICKET_LABELS[Action(action)]
+    except (ValueError, KeyError):  # an action id this version does not know
+        return action
 
 
 def custom_id(action: str, value: str) -> str:
@@ -43,7 +54,7 @@ class ButtonRouter(Protocol):
 
 class ActionButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=_TEMPLATE):
     def __init__(self, action: str, value: str, label: str = "", style: str = "") -> None:
-        label = label or button_label(action)
+        label = label or default_label(action)
         super().__init__(discord.ui.Button(label=label, style=_STYLES.get(style, _STYLES[""]),
                                            custom_id=custom_id(action, value)))
         self.action = action

@@ -313,6 +313,10 @@ class FakeDiscord:
     # ---- what the client did ----------------------------------------------------------------
 
     @property
+    def connected(self) -> bool:
+        return self._conn is not None
+
+    @property
     def last_seq(self) -> int:
         return self._seq
 
@@ -378,6 +382,7 @@ class FakeDiscord:
             await self._notify()
         if self._conn is conn:
             self._conn = None
+        await self._notify()
         return ws
 
     async def _ready(self, conn: GatewayConnection) -> None:
