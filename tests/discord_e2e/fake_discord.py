@@ -157,7 +157,16 @@ class FakeDiscord:
                   "thread_metadata": {"archived": False, "auto_archive_duration": 1440,
                                       "archive_timestamp": iso(), "locked": False}}
         self.channels[thread_id] = thread
+        self.guilds[guild_id]["threads"].append(thread)  # active threads come with GUILD_CREATE
         return thread
+
+    def archive(self, thread_id: str) -> None:
+        """Archive a thread: it is no longer sent in GUILD_CREATE (a fresh client does not
+        know it); a new message in it unarchives it, as on Discord."""
+        thread = self.channels[thread_id]
+        thread["thread_metadata"]["archived"] = True
+        threads = self.guilds[thread["guild_id"]]["threads"]
+        threads[:] = [t for t in threads if t["id"] != thread_id]
 
     def message_payload(self, channel_id: str, author: dict[str, Any], content: str, *,
                         message_id: str = "", mentions: list[dict[str, Any]] | None = None,

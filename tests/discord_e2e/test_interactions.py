@@ -123,3 +123,43 @@ async def test_buttons_keep_working_after_a_restart(world: World, fake: FakeDisc
     assert len(fake.bot_messages(world.agents)) == 1  # the ticket card
     key = ConversationKey("discord", world.guild, world.support, thread)
     assert (await second.support_bot.store.load(key)).state is ConversationState.WAITING_HUMAN
+
+
+async def test_thread_unknown_after_restart_is_looked_up(world: World, fake: FakeDiscord,
+                                                         start_client: Any) -> None:
+    first = await start_client()
+    question = await fake.say(world.support, world.customer, "How do I reset my password?")
+    thread = question["id"]
+    await fake.wait_until(lambda: len(fake.bot_messages(thread)) == 1)
+    await first.close()
+    fake.archive(thread)  # not in the next GUILD_CREATE: the new process has never seen it
+
+    second = await start_client()
+    await fake.say(thread, world.customer, "How do I export my data?")
+    await fake.wait_until(lambda: len(fake.bot_messages(thread)) == 2)
+    assert fake.calls_to("GET", rf"/channels/{thread}")  # asked Discord what the thread is
+    await second.idle()
+    turns = (await second.support_bot.store.load(
+        ConversationKey("discord", world.guild, world.support, thread))).turns
+    assert [t.role for t in turns] == ["customer", "bot", "customer", "bot"]
+
+
+async def test_ticket_card_id_link_and_reminder(world: World, fake: FakeDiscord,
+                                                start_client: Any) -> None:
+    client = await start_client()
+    question = await fake.say(world.support, world.customer, "what is the meaning of life")
+    await fake.wait_until(lambda: bool(fake.bot_messages(world.agents)))
+    await client.idle()
+    [card] = fake.bot_messages(world.agents)
+    handoff = client.support_bot.handoff
+    [ticket] = await handoff.active()
+    assert ticket.card_id == f"{world.agents}/{card['id']}"
+    assert ticket.link == f"https://discord.com/channels/{world.guild}/{question['id']}"
+
+    # What the sweeper does for a ticket nobody claimed: a reply to the card, pinging agents.
+    await handoff.desks["discord"].notify_agents("", "Reminder: nobody has claimed it",
+                                                 ticket.card_id)
+    reminder = fake.calls_to("POST", rf"/channels/{world.agents}/messages")[-1]
+    assert str(reminder.body["message_reference"]["message_id"]) == card["id"]
+    assert reminder.body["content"].startswith(f"<@&{world.agent_role}> Reminder")
+    assert reminder.body["allowed_mentions"]["roles"] == [int(world.agent_role)]
