@@ -20,6 +20,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "adapters.cli_embed",
     "adapters.cli_discord",
     "adapters.cli_slack",
+    "adapters.cli_run",
 )
 
 

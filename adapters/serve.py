@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import Coroutine
 from typing import Any
 
@@ -19,3 +20,14 @@ def serve_forever(main: Coroutine[Any, Any, None]) -> int:
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the way to stop it
         asyncio.run(main)
     return 0
+
+
+def stop_on_signals(stop: asyncio.Event,
+                    signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)
+                    ) -> None:
+    """Set `stop` on SIGTERM (docker stop, Kubernetes) or SIGINT (Ctrl-C), so the process
+    stops taking events, lets replies being written finish and closes its connections,
+    instead of dying mid-answer. Call from inside the running event loop."""
+    loop = asyncio.get_running_loop()
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 
 from bot.admin import AdminCommands
 from bot.admin_kb import MarkdownKbAdmin
@@ -97,7 +99,19 @@ def build_support(settings: Settings, desks: Mapping[str, AgentDesk], llm: LLM |
     desks: one AgentDesk per platform name ("slack", "discord", "console"). llm writes the
     ticket summaries (None: the last messages are shown instead). extra_admins: user ids
     that are admins in this process (the console user).
+
+    Inside `one_support_stack(...)` every call returns that context's one stack instead and
+    only adds `desks` to it (see there).
     """
+    shared = _SHARED.get()
+    if shared is not None:
+        return shared.join(settings, desks, embedder, extra_admins, clock)
+    return _build_support(settings, desks, llm, embedder, extra_admins, clock)
+
+
+def _build_support(settings: Settings, desks: Mapping[str, AgentDesk], llm: LLM | None,
+                   embedder: Embedder | None, extra_admins: Sequence[str],
+                   clock: Clock | None) -> Support:
     clock = clock or SystemClock()
     keys = Keys(settings.redis_prefix)
     store = build_store(settings)
@@ -132,3 +146,67 @@ def build_support(settings: Settings, desks: Mapping[str, AgentDesk], llm: LLM |
         admin=AdminCommands(authorizer, handoff, live, analytics, store, kb_admin, clock=clock),
         interactions=Interactions(authorizer, handoff, feedback, store, clock),
         sweeper=Sweeper(handoff, tickets))
+
+
+# ---- one stack for several adapters in one process (`supportbot run`) ---------------------
+#
+# Each adapter's process builder (adapters/slack/process.build_slack,
+# adapters/discordbot/app.build_discord) calls build_support itself. Rather than give every
+# builder a second way in, `supportbot run` opens this context and calls the builders
+# unchanged: they all get the same Support (one store, one handoff, one set of tickets and
+# live config), and each one's desks are added to the handoff's.
+
+
+class JoinedDesks(Mapping[str, AgentDesk]):
+    """The desks of every adapter sharing one stack. Holds the callers' own mappings, not
+    copies: a builder may fill its desk in after build_support returns (Discord's desk needs
+    the client, which needs the stack first)."""
+
+    def __init__(self) -> None:
+        self.parts: list[Mapping[str, AgentDesk]] = []
+
+    def __getitem__(self, platform: str) -> AgentDesk:
+        for part in self.parts:
+            if platform in part:
+                return part[platform]
+        raise KeyError(platform)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys(name for part in self.parts for name in part))
+
+    def __len__(self) -> int:
+        return len(list(iter(self)))
+
+
+@dataclass
+class _SharedStack:
+    settings: Settings
+    llm: LLM | None
+    desks: JoinedDesks = field(default_factory=JoinedDesks)
+    support: Support | None = None
+
+    def join(self, settings: Settings, desks: Mapping[str, AgentDesk],
+             embedder: Embedder | None, extra_admins: Sequence[str],
+             clock: Clock | None) -> Support:
+        if settings != self.settings:  # two configurations cannot share one store
+            raise ValueError("one_support_stack: every adapter must use the same Settings")
+        self.desks.parts.append(desks)
+        if self.support is None:  # the first caller's embedder/admins/clock build it
+            self.support = _build_support(self.settings, self.desks, self.llm, embedder,
+                                          extra_admins, clock)
+        return self.support
+
+
+_SHARED: ContextVar[_SharedStack | None] = ContextVar("supportbot_shared_stack", default=None)
+
+
+@contextlib.contextmanager
+def one_support_stack(settings: Settings, llm: LLM | None = None) -> Iterator[None]:
+    """Within this block build_support builds the stack once (with this `llm`, the one
+    engine client of the process) and hands it to every later caller. Whoever opens the
+    block runs its sweeper once and closes it once."""
+    token = _SHARED.set(_SharedStack(settings, llm))
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)

@@ -1,0 +1,141 @@
+"""`supportbot run`: every adapter with credentials in one process, one bot stack, against the
+fake Slack and the fake Discord; the process as the CLI starts it, stopped by SIGTERM; and
+the refusal to start without credentials."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.cli import main
+from adapters.cli_run import run_adapters
+from bot.settings import load_settings
+from tests.discord_e2e.conftest import World, fake, world  # noqa: F401  (fixtures)
+from tests.discord_e2e.fake_discord import FakeDiscord
+from tests.slack.conftest import SUPPORT_CHANNEL, fake_slack  # noqa: F401  (fixture)
+from tests.slack.fake_slack import (
+    APP_TOKEN,
+    BOT_TOKEN,
+    FakeSlack,
+    message_event,
+    slash_command,
+)
+
+CITATION = "help.tallyhub.example/reset-password"  # examples/kb/reset-password.md url
+SLACK_AGENT = "U0AGENT"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
+    """No SUPPORTBOT_* from the developer's shell and no ./supportbot.toml."""
+    for name in list(os.environ):
+        if name.startswith("SUPPORTBOT_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return dict(os.environ)
+
+
+async def ask_slack(slack: FakeSlack, text: str) -> dict[str, Any]:
+    question = message_event(SUPPORT_CHANNEL, text)
+    await slack.wait_ack(await slack.send_event(question))
+    await slack.wait_for(lambda: bool(slack.thread(SUPPORT_CHANNEL, question["ts"])))
+    return question
+
+
+async def test_one_process_serves_slack_and_discord_from_one_stack(
+        clean_env: dict[str, str], fake_slack: FakeSlack, fake: FakeDiscord,  # noqa: F811
+        world: World, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
+    caplog.set_level(logging.INFO)
+    settings = load_settings(  # no Redis URL: the in-memory store, which only sharing can see
+        slack_bot_token=BOT_TOKEN, slack_app_token=APP_TOKEN, slack_api_url=fake_slack.api_url,
+        discord_token="fake-token", support_channels=[SUPPORT_CHANNEL, world.support],
+        agent_channel=world.agents, agent_users=[SLACK_AGENT], rate_limit=100)
+    stop = asyncio.Event()
+    process = asyncio.create_task(run_adapters(settings, stop))
+    try:
+        await fake_slack.wait_connected()
+        await fake.wait_until(fake.identified.is_set)
+        on_slack = await ask_slack(fake_slack, "How do I reset my password?")
+        on_discord = await fake.say(world.support, world.customer, "How do I reset my password?")
+        await fake.wait_until(lambda: len(fake.bot_messages(on_discord["id"])) == 1)
+        # A question the KB cannot answer, asked on Discord, becomes a ticket there ...
+        await fake.say(world.support, world.customer, "my invoice numbers jumped from 17 to 94")
+        await fake.wait_until(lambda: len(fake.bot_messages(world.agents)) == 1)
+        # ... that a Slack agent sees: one ticket store behind both platforms.
+        await fake_slack.send_envelope("slash_commands",
+                                       slash_command(fake_slack, "tickets", SLACK_AGENT))
+        await fake_slack.wait_for(lambda: bool(fake_slack.responses))
+    finally:
+        stop.set()
+        await asyncio.wait_for(process, 15)
+    [slack_reply] = fake_slack.thread(SUPPORT_CHANNEL, on_slack["ts"])
+    assert "Reset password" in slack_reply.text
+    assert CITATION in json.dumps(slack_reply.blocks)
+    [discord_reply] = fake.bot_messages(on_discord["id"])
+    assert "Reset password" in discord_reply["content"]
+    assert CITATION in json.dumps(discord_reply)
+    listing = fake_slack.responses[0]["text"]  # the Discord ticket, listed on Slack
+    assert "open  carol" in listing and "discord.com/channels/" in listing
+    assert not fake.connected  # stopping closed the gateway connection
+    logged = caplog.text
+    assert "started slack (socket mode), discord, sharing one bot stack" in logged
+    assert "in-memory store is single-process" in logged
+
+
+async def test_cli_process_answers_then_stops_on_sigterm(clean_env: dict[str, str],
+                                                         fake_slack: FakeSlack  # noqa: F811
+                                                         ) -> None:
+    env = {**clean_env, "SUPPORTBOT_SLACK_BOT_TOKEN": BOT_TOKEN,
+           "SUPPORTBOT_SLACK_APP_TOKEN": APP_TOKEN,
+           "SUPPORTBOT_SLACK_API_URL": fake_slack.api_url,
+           "SUPPORTBOT_SUPPORT_CHANNELS": SUPPORT_CHANNEL,
+           "PYTHONPATH": str(REPO)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "adapters.cli", "run", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        await fake_slack.wait_connected(within_s=60)  # a cold start imports slack-bolt, torch
+        question = await ask_slack(fake_slack, "How do I reset my password?")
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    log = err.decode()
+    assert proc.returncode == 0, log
+    [reply] = fake_slack.thread(SUPPORT_CHANNEL, question["ts"])
+    assert CITATION in json.dumps(reply.blocks)
+    assert "started slack (socket mode), sharing one bot stack" in log
+    assert "in-memory store is single-process" in log
+    assert "run: stopped" in log  # the drain-and-close path ran, not a kill
+
+
+def test_no_credentials_names_the_settings(clean_env: dict[str, str],
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    for setting in ("SUPPORTBOT_SLACK_BOT_TOKEN", "SUPPORTBOT_SLACK_APP_TOKEN",
+                    "SUPPORTBOT_SLACK_SIGNING_SECRET", "SUPPORTBOT_DISCORD_TOKEN"):
+        assert setting in err
+
+
+def test_half_configured_slack_is_an_error_not_skipped(clean_env: dict[str, str],
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    monkeypatch.setenv("SUPPORTBOT_SLACK_BOT_TOKEN", BOT_TOKEN)
+    monkeypatch.setenv("SUPPORTBOT_DISCORD_TOKEN", "fake-token")  # Discord alone would run
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert "SUPPORTBOT_SLACK_APP_TOKEN" in err
+    assert "SUPPORTBOT_DISCORD_TOKEN" not in err
