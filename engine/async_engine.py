@@ -34,14 +34,14 @@ from engine.core import ChatTokenizer, Delivery, EngineConfig, EngineCore, TextE
 from engine.errors import ContextLengthExceeded, EngineError
 from engine.llama import LlamaForCausalLM
 from engine.metrics import EngineMetrics
-from engine.requests import Chunk, EngineBusy, SamplingParams
+from engine.requests import Chunk, EngineBusy, GenerationParams
 from engine.scheduler import Sequence as Seq
 from engine.stop import TextStream
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AsyncEngine", "Chunk", "EngineBusy", "EngineConfig", "RequestStream",
-           "SamplingParams"]
+__all__ = ["AsyncEngine", "Chunk", "EngineBusy", "EngineConfig", "GenerationParams",
+           "RequestStream"]
 
 # The idle thread wakes this often even without commands, to keep the tokens/s gauge honest.
 _IDLE_WAKE_S = 0.5
@@ -142,11 +142,11 @@ class AsyncEngine:
         return self.core.embedder is not None
 
     # -- requests ------------------------------------------------------------------------------
-    def submit(self, prompt: Sequence[int], params: SamplingParams | None = None, *,
+    def submit(self, prompt: Sequence[int], params: GenerationParams | None = None, *,
                request_id: str | None = None, timeout_s: float | None = None) -> RequestStream:
         """Queue a prompt (token ids); raises EngineBusy when the waiting queue is full and
         ContextLengthExceeded when the prompt leaves no room for an answer."""
-        params = params or SamplingParams()
+        params = params or GenerationParams()
         if not prompt:
             raise ValueError("empty prompt")
         if len(prompt) >= self.core.max_len:
@@ -176,7 +176,7 @@ class AsyncEngine:
                           request_id: str | None = None) -> AsyncIterator[Chunk]:
         """The bot's ``LLM.stream_chat``: chat-formatted, streamed, cancelled on early exit."""
         prompt = self.tokenizer.chat_prompt(messages)
-        params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+        params = GenerationParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p,
                                 top_k=top_k, seed=seed, stop=tuple(stop))
         stream = self.submit(prompt, params, request_id=request_id, timeout_s=timeout_s)
         try:
@@ -206,7 +206,7 @@ class AsyncEngine:
     def _decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
-    def _generator(self, params: SamplingParams) -> torch.Generator | None:
+    def _generator(self, params: GenerationParams) -> torch.Generator | None:
         if params.greedy:
             return None
         seed = params.seed if params.seed is not None else random.getrandbits(63)

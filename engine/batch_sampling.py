@@ -1,8 +1,8 @@
-"""Pick the next token for every row of a batch, each row with its own sampling settings.
+"""Pick the next token for every row of a batch, each row with its own request's settings.
 
 Greedy rows (the bot's default) share one argmax over the whole batch; only rows that sample
-pay for sorting, and each of those draws from its own seeded generator so a request's output
-does not depend on which other requests happened to share its batch.
+or penalise repetition go through ``engine.sampling.choose_next`` one by one, each with its
+own seeded generator, so a request's output does not depend on what shares its batch.
 """
 
 from __future__ import annotations
@@ -11,50 +11,31 @@ from collections.abc import Sequence
 
 import torch
 
-from engine.requests import SamplingParams
+from engine.requests import GenerationParams
+from engine.sampling import SamplingParams, choose_next, greedy, token_logprobs
 
 
-def _penalise(row: torch.Tensor, seen: Sequence[int], penalty: float) -> torch.Tensor:
-    """CTRL-style repetition penalty (as transformers): shrink the logits of seen tokens."""
-    if penalty == 1.0 or not seen:
-        return row
-    idx = torch.tensor(sorted(set(seen)), device=row.device)
-    vals = row[idx]
-    row = row.clone()
-    row[idx] = torch.where(vals > 0, vals / penalty, vals * penalty)
-    return row
-
-
-def _sample_row(row: torch.Tensor, p: SamplingParams, gen: torch.Generator | None) -> int:
-    """row: [V] float32 logits (already penalised)."""
-    logits = row / p.temperature
-    if p.top_k > 0 and p.top_k < logits.shape[-1]:
-        kth = torch.topk(logits, p.top_k).values[-1]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if p.top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True)
-        cum = sorted_logits.softmax(-1).cumsum(-1)
-        # drop tokens once the mass before them already reaches top_p (keep at least one)
-        drop = (cum - sorted_logits.softmax(-1)) >= p.top_p
-        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-        logits = torch.full_like(logits, float("-inf")).scatter(0, order, sorted_logits)
-    probs = logits.softmax(-1)
-    return int(torch.multinomial(probs, 1, generator=gen).item())
+def row_params(params: GenerationParams) -> SamplingParams:
+    return SamplingParams(max_new_tokens=params.max_tokens, temperature=params.temperature,
+                          top_k=params.top_k, top_p=params.top_p,
+                          repetition_penalty=params.repetition_penalty, seed=params.seed,
+                          stop=params.stop, ignore_eos=params.ignore_eos)
 
 
 def sample_batch(logits: torch.Tensor, params: Sequence[SamplingParams],
                  generators: Sequence[torch.Generator | None],
                  histories: Sequence[Sequence[int]]) -> tuple[list[int], list[float]]:
-    """logits: [B, V]. Returns the chosen token of each row and its log-probability under the
-    model's own distribution. ``histories[b]`` (prompt + generated ids) feeds the penalty."""
+    """logits: [B, V]. Returns each row's token and its log-probability under the model's own
+    distribution. ``histories[b]`` (prompt + generated ids) feeds the repetition penalty."""
     logits = logits.float()
-    logprobs = torch.log_softmax(logits, dim=-1)  # [B, V]
-    chosen = logits.argmax(dim=-1).tolist()  # greedy for every row, replaced below if sampling
+    chosen = greedy(logits)  # [B]
     for b, p in enumerate(params):
         if p.greedy and p.repetition_penalty == 1.0:
             continue
-        row = _penalise(logits[b], histories[b], p.repetition_penalty)
-        chosen[b] = int(row.argmax().item()) if p.greedy else _sample_row(row, p, generators[b])
-    index = torch.tensor(chosen, device=logits.device)
-    picked = logprobs.gather(1, index[:, None])[:, 0].tolist()
-    return [int(t) for t in chosen], [float(x) for x in picked]
+        seen = None
+        if p.repetition_penalty != 1.0 and histories[b]:
+            seen = torch.zeros((1, logits.shape[-1]), dtype=torch.bool, device=logits.device)
+            seen[0, torch.tensor(list(histories[b]), device=logits.device)] = True
+        token, _ = choose_next(logits[b:b + 1], p, seen, [generators[b]])
+        chosen[b] = token[0]
+    return chosen.tolist(), token_logprobs(logits, chosen).tolist()

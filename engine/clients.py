@@ -33,7 +33,7 @@ from engine.redis_protocol import (
     chat_request,
     embed_request,
 )
-from engine.requests import Chunk, EngineBusy, SamplingParams
+from engine.requests import Chunk, EngineBusy, GenerationParams
 
 if TYPE_CHECKING:
     from engine.async_engine import AsyncEngine
@@ -128,7 +128,7 @@ class RedisLLM:
                           stop: Sequence[str] = (), temperature: float = 0.0, *,
                           top_p: float = 1.0, seed: int | None = None, ignore_eos: bool = False,
                           request_id: str | None = None) -> AsyncIterator[Chunk]:
-        params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+        params = GenerationParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p,
                                 seed=seed, stop=tuple(stop), ignore_eos=ignore_eos)
         rid = request_id or uuid.uuid4().hex
         await self._submit(chat_request(rid, messages, params, self.timeout_s))

@@ -150,7 +150,7 @@ class EngineCore:
 
     # -- tokens -> chunks ----------------------------------------------------------------------
     def _emit(self, rows: list[Seq], logits: torch.Tensor) -> list[Delivery]:
-        tokens, logprobs = sample_batch(logits, [s.params for s in rows],
+        tokens, logprobs = sample_batch(logits, [s.sampling for s in rows],
                                         [s.generator for s in rows],
                                         [s.history() if s.params.repetition_penalty != 1.0
                                          else () for s in rows])

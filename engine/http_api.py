@@ -25,7 +25,7 @@ from aiohttp import web
 from engine.async_engine import AsyncEngine, RequestStream
 from engine.errors import ContextLengthExceeded, EngineError
 from engine.metrics import CONTENT_TYPE
-from engine.requests import Chunk, EngineBusy, SamplingParams
+from engine.requests import Chunk, EngineBusy, GenerationParams
 
 
 class ApiError(Exception):
@@ -210,10 +210,10 @@ def _messages(raw: Any) -> list[dict[str, str]]:
     return out
 
 
-def _sampling(body: Mapping[str, Any]) -> SamplingParams:
+def _sampling(body: Mapping[str, Any]) -> GenerationParams:
     stop = body.get("stop") or ()
     try:
-        return SamplingParams(
+        return GenerationParams(
             max_tokens=int(body.get("max_completion_tokens") or body.get("max_tokens") or 256),
             temperature=float(body.get("temperature", 1.0)),  # the OpenAI default
             top_p=float(body.get("top_p", 1.0)), top_k=int(body.get("top_k", 0)),

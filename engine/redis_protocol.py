@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine.requests import SamplingParams
+from engine.requests import GenerationParams
 
 START, CHUNK, END, EMBEDDING, ERROR = "start", "chunk", "end", "embedding", "error"
 
@@ -30,7 +30,7 @@ ReadReply = list[tuple[str, Entries]]
 
 
 def chat_request(request_id: str, messages: Sequence[Mapping[str, Any]],
-                 params: SamplingParams, timeout_s: float | None) -> dict[str, str]:
+                 params: GenerationParams, timeout_s: float | None) -> dict[str, str]:
     body = {"messages": [dict(m) for m in messages], "params": params.to_json(),
             "timeout_s": timeout_s}
     return {"id": request_id, "kind": "chat", "body": json.dumps(body)}

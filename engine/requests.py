@@ -50,9 +50,13 @@ class Chunk:
 
 
 @dataclass(frozen=True)
-class SamplingParams:
-    """How to pick tokens. ``temperature == 0`` is greedy (argmax); logprobs are always those
-    of the model's own distribution (temperature 1), which is what confidence scores want."""
+class GenerationParams:
+    """What a request asks for. ``temperature == 0`` is greedy (argmax); logprobs are always
+    those of the model's own distribution, which is what confidence scores want.
+
+    The request-level twin of ``engine.sampling.SamplingParams``: torch-free and JSON-ready so
+    the Redis and HTTP clients can build it, and named ``max_tokens`` as in the OpenAI API.
+    """
 
     max_tokens: int = 256
     temperature: float = 0.0
@@ -86,7 +90,7 @@ class SamplingParams:
                 "stop": list(self.stop), "ignore_eos": self.ignore_eos}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> SamplingParams:
+    def from_json(cls, data: Mapping[str, Any]) -> GenerationParams:
         seed = data.get("seed")
         return cls(max_tokens=int(data.get("max_tokens", 256)),
                    temperature=float(data.get("temperature", 0.0)),

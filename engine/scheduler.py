@@ -23,9 +23,11 @@ from typing import Any
 
 import torch
 
+from engine.batch_sampling import row_params
 from engine.kv_manager import SlotPool
 from engine.prefix_cache import PrefixCache, common_prefix_len
-from engine.requests import SamplingParams
+from engine.requests import GenerationParams
+from engine.sampling import SamplingParams
 from engine.stop import TextStream
 
 
@@ -42,7 +44,7 @@ class Sequence:
 
     request_id: str
     prompt: list[int]
-    params: SamplingParams
+    params: GenerationParams
     text: TextStream
     arrival: float  # time.monotonic() at submit
     deadline: float | None  # monotonic; None = no deadline
@@ -53,6 +55,10 @@ class Sequence:
     cached: int = 0  # positions of this sequence already in its slot's KV cache
     output: list[int] = field(default_factory=list)
     first_token_at: float | None = None
+    sampling: SamplingParams = field(init=False)  # params in the form the sampler takes
+
+    def __post_init__(self) -> None:
+        self.sampling = row_params(self.params)
 
     @property
     def to_prefill(self) -> int:

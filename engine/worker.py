@@ -45,7 +45,7 @@ from engine.redis_protocol import (
     ReadReply,
     output_entry,
 )
-from engine.requests import EngineBusy, SamplingParams
+from engine.requests import EngineBusy, GenerationParams
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ class EngineWorker:
             await self._emit(out, attempt, EMBEDDING, {"vectors": vectors})
             return
         try:
-            params = SamplingParams.from_json(body.get("params", {}))
+            params = GenerationParams.from_json(body.get("params", {}))
             prompt = self.engine.tokenizer.chat_prompt(body["messages"])
         except (KeyError, TypeError, ValueError) as exc:
             raise BadRequest(f"invalid chat request: {exc}") from exc

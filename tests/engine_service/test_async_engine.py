@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from engine.async_engine import AsyncEngine, RequestStream
-from engine.requests import Chunk, EngineBusy, SamplingParams
+from engine.requests import Chunk, EngineBusy, GenerationParams
 from tests.engine_service.tiny import slow_down, tiny_engine
 
 QUESTIONS = [
@@ -32,7 +32,7 @@ async def collect(stream: RequestStream) -> tuple[list[int], str, list[Chunk]]:
     return ids, "".join(c.text for c in chunks), chunks
 
 
-GREEDY = SamplingParams(max_tokens=16, ignore_eos=True)
+GREEDY = GenerationParams(max_tokens=16, ignore_eos=True)
 
 
 async def test_32_concurrent_streams_match_each_run_alone(tiny_dir: Path) -> None:
@@ -55,7 +55,7 @@ async def test_cancel_mid_stream_frees_the_slot_for_a_waiting_request(tiny_dir: 
     slow_down(engine, 0.01)
     try:
         first = engine.submit(prompt_of(engine, QUESTIONS[0]),
-                              SamplingParams(max_tokens=400, ignore_eos=True))
+                              GenerationParams(max_tokens=400, ignore_eos=True))
         got = [await first.__anext__() for _ in range(3)]
         second = engine.submit(prompt_of(engine, QUESTIONS[1]), GREEDY)
         await asyncio.sleep(0.1)
@@ -100,12 +100,12 @@ async def test_stop_string_ends_generation_and_never_leaks(tiny_dir: Path) -> No
     prompt = prompt_of(engine, QUESTIONS[2])
     try:
         _, full, _ = await collect(engine.submit(
-            prompt, SamplingParams(max_tokens=40, ignore_eos=True)))
+            prompt, GenerationParams(max_tokens=40, ignore_eos=True)))
         assert len(full) > 12
         stop = full[6:10]  # a stop string that the greedy answer is known to contain
         cut = full.index(stop)
         _, text, chunks = await collect(engine.submit(
-            prompt, SamplingParams(max_tokens=40, ignore_eos=True, stop=("zzzq", stop))))
+            prompt, GenerationParams(max_tokens=40, ignore_eos=True, stop=("zzzq", stop))))
     finally:
         await engine.close()
     assert text == full[:cut]
@@ -116,7 +116,7 @@ async def test_stop_string_ends_generation_and_never_leaks(tiny_dir: Path) -> No
 async def test_full_queue_raises_engine_busy(tiny_dir: Path) -> None:
     engine = tiny_engine(tiny_dir, max_batch=1, max_queue=2)
     slow_down(engine, 0.02)
-    params = SamplingParams(max_tokens=3, ignore_eos=True)
+    params = GenerationParams(max_tokens=3, ignore_eos=True)
     accepted: list[RequestStream] = []
     try:
         with pytest.raises(EngineBusy):
@@ -138,7 +138,7 @@ async def test_deadline_ends_request_with_error(tiny_dir: Path) -> None:
     slow_down(engine, 0.02)
     try:
         _, _, chunks = await collect(engine.submit(
-            prompt_of(engine, "hi"), SamplingParams(max_tokens=400, ignore_eos=True),
+            prompt_of(engine, "hi"), GenerationParams(max_tokens=400, ignore_eos=True),
             timeout_s=0.3))
         assert chunks[-1].finish_reason == "error"
         assert chunks[-1].error == "deadline exceeded"
@@ -203,7 +203,7 @@ async def test_chunked_prefill_keeps_running_streams_moving(tiny_dir: Path) -> N
 
     try:
         running = asyncio.create_task(tagged(engine.submit(
-            prompt_of(engine, "hi"), SamplingParams(max_tokens=60, ignore_eos=True)), "run"))
+            prompt_of(engine, "hi"), GenerationParams(max_tokens=60, ignore_eos=True)), "run"))
         for _ in range(1000):  # until the first stream is running
             if events:
                 break
@@ -235,7 +235,7 @@ async def test_concurrent_embedding_requests_share_one_batch(tiny_dir: Path) -> 
     engine.core.embedder = embedder
     slow_down(engine, 0.05)
     try:
-        busy = engine.submit(prompt_of(engine, "hi"), SamplingParams(max_tokens=4,
+        busy = engine.submit(prompt_of(engine, "hi"), GenerationParams(max_tokens=4,
                                                                     ignore_eos=True))
         await busy.__anext__()  # the model thread is now inside a slow step
         results = await asyncio.gather(engine.embed(["a"]), engine.embed(["bb", "ccc"]),

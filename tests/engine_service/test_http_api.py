@@ -15,7 +15,7 @@ import pytest
 from engine.async_engine import AsyncEngine
 from engine.clients import OpenAIHTTPLLM
 from engine.http_api import serve
-from engine.requests import SamplingParams
+from engine.requests import GenerationParams
 from tests.engine_service.test_async_engine import CountingEmbedder
 from tests.engine_service.tiny import slow_down, tiny_engine
 
@@ -38,7 +38,7 @@ async def server(tiny_dir: Path) -> AsyncIterator[tuple[AsyncEngine, str]]:
 
 async def expected_ids(engine: AsyncEngine, n: int) -> list[int]:
     stream = engine.submit(engine.tokenizer.chat_prompt(MESSAGES),
-                           SamplingParams(max_tokens=n, ignore_eos=True))
+                           GenerationParams(max_tokens=n, ignore_eos=True))
     return [t async for c in stream for t in c.token_ids]
 
 
@@ -126,7 +126,7 @@ async def test_full_queue_answers_429(server: tuple[AsyncEngine, str]) -> None:
     engine, url = server
     slow_down(engine, 0.02)
     prompt = engine.tokenizer.chat_prompt(MESSAGES)
-    long = SamplingParams(max_tokens=200, ignore_eos=True)
+    long = GenerationParams(max_tokens=200, ignore_eos=True)
     hogs = []
     for _ in range(3):  # 2 running + 1 waiting
         hogs.append(engine.submit(prompt, long))

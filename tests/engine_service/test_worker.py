@@ -21,7 +21,7 @@ from engine.async_engine import AsyncEngine
 from engine.clients import RedisLLM
 from engine.keys import EngineKeys
 from engine.redis_protocol import Entries, OutputEntry
-from engine.requests import Chunk, SamplingParams
+from engine.requests import Chunk, GenerationParams
 from engine.worker import EngineWorker
 from tests.conftest import REDIS_URL
 from tests.engine_service.test_async_engine import CountingEmbedder
@@ -56,7 +56,7 @@ async def reference(tiny_dir: Path, max_tokens: int) -> list[int]:
     engine = tiny_engine(tiny_dir)
     try:
         prompt = engine.tokenizer.chat_prompt(MESSAGES)
-        stream = engine.submit(prompt, SamplingParams(max_tokens=max_tokens, ignore_eos=True))
+        stream = engine.submit(prompt, GenerationParams(max_tokens=max_tokens, ignore_eos=True))
         return [t async for c in stream for t in c.token_ids]
     finally:
         await engine.close()
