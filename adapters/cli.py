@@ -21,6 +21,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "adapters.cli_discord",
     "adapters.cli_slack",
     "adapters.cli_run",
+    "adapters.cli_engine_serve",
 )
 
 

@@ -22,6 +22,7 @@ import asyncio
 import json
 import os
 import statistics
+import sys
 import time
 from typing import Any
 
@@ -139,7 +140,13 @@ def hf_model(gen: Generator) -> Any:
         max_position_embeddings=cfg.max_position_embeddings,
         tie_word_embeddings=cfg.tie_word_embeddings)
     model: Any = transformers.LlamaForCausalLM(hf_cfg)
-    model.load_state_dict(gen.model.state_dict())  # our state dict uses HF parameter names
+    # our state dict uses HF parameter names; a tied model may list no lm_head
+    missing, unexpected = model.load_state_dict(gen.model.state_dict(), strict=False)
+    if unexpected or set(missing) - {"lm_head.weight"}:
+        raise RuntimeError(f"weights do not match: missing {missing}, unexpected {unexpected}")
+    if missing:
+        model.tie_weights()
+        assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
     return model.to(device=gen.model.device, dtype=gen.model.dtype).eval()
 
 
@@ -186,6 +193,7 @@ def main() -> None:
     load_s = time.perf_counter() - t0
     prompt_len = len(prompts(gen, 1)[0])
     ours = asyncio.run(run_ours(gen, levels))
+    print(f"ours: {json.dumps(ours)}", file=sys.stderr)  # kept even if the baseline fails
     hf = None if args.no_hf else run_hf(gen, levels)
 
     rows = []

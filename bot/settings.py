@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     redis_prefix: str = Field("sb", description="prefix of every Redis key")
     model: str = Field("", description="generation model: GGUF file or HF directory")
     embed_model: str = Field("", description="embedding model: HF safetensors directory")
+    llm: Literal["inprocess", "redis", "http"] = Field(
+        "inprocess", description="engine client: inprocess (this process), redis (shared "
+        "`supportbot engine` workers) or http (an OpenAI-compatible server)")
+    llm_url: str = Field("", description="redis: Redis URL (default: redis_url); "
+                         "http: base URL including /v1")
     kb_dir: Path = Field(DEFAULT_KB, description="knowledge-base directory of Markdown articles")
     support_channels: Annotated[list[str], NoDecode] = Field(default_factory=list,
                                         description="channel ids the bot answers in")
@@ -106,6 +111,15 @@ class Settings(BaseSettings):
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"redis_url must start with redis://, rediss:// or unix:// "
                              f"(got {self.redis_url!r})")
+        return self
+
+    @model_validator(mode="after")
+    def _check_llm(self) -> Settings:
+        if self.llm == "http" and not self.llm_url.startswith(("http://", "https://")):
+            raise ValueError("llm=http needs llm_url, the server's base URL "
+                             "(e.g. http://127.0.0.1:8000/v1)")
+        if self.llm == "redis" and not (self.llm_url or self.redis_url):
+            raise ValueError("llm=redis needs llm_url or redis_url")
         return self
 
     @classmethod

@@ -295,3 +295,18 @@ def _resolve(future: asyncio.Future[list[list[float]]], value: list[list[float]]
 def _reject(future: asyncio.Future[list[list[float]]], exc: Exception) -> None:
     if not future.done():
         future.set_exception(exc)
+
+
+def load_engine(model: str | None = None, embed_model: str | None = None,
+                config: EngineConfig | None = None, embeddings: bool = True) -> AsyncEngine:
+    """Load the generation model (``$SUPPORTBOT_MODEL`` or the bundled SmolLM2) and, unless
+    ``embeddings`` is False, the embedding model, and wrap them in an AsyncEngine."""
+    from pathlib import Path
+
+    from engine.embedder import load_embedder
+    from engine.generator import load_generator
+
+    gen = load_generator(model)
+    embedder = load_embedder(embed_model) if embeddings else None
+    return AsyncEngine(gen.model, gen.tokenizer, config, embedder=embedder,
+                       model_name=Path(gen.path).stem)

@@ -196,12 +196,12 @@ class OpenAIHTTPLLM:
     """An OpenAI-compatible server; ``base_url`` includes the version, e.g.
     ``http://127.0.0.1:8000/v1`` (like the openai package's ``base_url``)."""
 
-    def __init__(self, base_url: str, model: str = "supportbot", *, api_key: str | None = None,
+    def __init__(self, base_url: str, model: str | None = None, *, api_key: str | None = None,
                  embed_model: str | None = None, timeout_s: float = 300.0,
                  logprobs: bool = True, client: httpx.AsyncClient | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        self.model = model
-        self.embed_model = embed_model or model
+        self.model = model  # None: the first model the server lists (vLLM wants its exact name)
+        self.embed_model = embed_model
         self.logprobs = logprobs
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = client or httpx.AsyncClient(timeout=timeout_s, headers=headers)
@@ -209,7 +209,8 @@ class OpenAIHTTPLLM:
     async def stream_chat(self, messages: Sequence[Mapping[str, str]], max_tokens: int = 256,
                           stop: Sequence[str] = (), temperature: float = 0.0,
                           ) -> AsyncIterator[Chunk]:
-        body: dict[str, Any] = {"model": self.model, "messages": [dict(m) for m in messages],
+        body: dict[str, Any] = {"model": await self._model(),
+                                "messages": [dict(m) for m in messages],
                                 "max_tokens": max_tokens, "temperature": temperature,
                                 "stream": True}
         if stop:
@@ -236,8 +237,9 @@ class OpenAIHTTPLLM:
                         return
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        model = self.embed_model or await self._model()
         resp = await self._client.post(f"{self.base_url}/embeddings",
-                                       json={"model": self.embed_model, "input": list(texts)})
+                                       json={"model": model, "input": list(texts)})
         if resp.status_code == 429:
             raise EngineBusy(f"{self.base_url}: server busy (429)")
         if resp.status_code >= 400:
@@ -247,6 +249,17 @@ class OpenAIHTTPLLM:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+    async def _model(self) -> str:
+        if self.model is None:
+            resp = await self._client.get(f"{self.base_url}/models")
+            if resp.status_code >= 400:
+                raise EngineError(f"{self.base_url}/models: HTTP {resp.status_code}")
+            models = resp.json().get("data") or []
+            if not models:
+                raise EngineError(f"{self.base_url}/models lists no model")
+            self.model = str(models[0]["id"])
+        return self.model
 
 
 def _sse_chunk(obj: Mapping[str, Any]) -> Chunk | None:

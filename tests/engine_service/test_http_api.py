@@ -87,7 +87,7 @@ async def test_openai_http_client_streams_and_embeds_against_the_server(
         server: tuple[AsyncEngine, str]) -> None:
     engine, url = server
     want = await expected_ids(engine, 8)
-    llm = OpenAIHTTPLLM(f"{url}/v1", model="tiny")
+    llm = OpenAIHTTPLLM(f"{url}/v1")  # the model name comes from /v1/models
     try:
         # temperature 0 + max_tokens; EOS may end it early, so compare against a prefix
         chunks = [c async for c in llm.stream_chat(MESSAGES, max_tokens=8)]
