@@ -18,6 +18,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "adapters.cli_transcripts",
     "adapters.cli_stats",
     "adapters.cli_embed",
+    "adapters.cli_engine",
     "adapters.cli_discord",
     "adapters.cli_slack",
     "adapters.cli_run",

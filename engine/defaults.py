@@ -44,7 +44,7 @@ def _resolve(env: str, dist_name: str, relative: str) -> str:
     except metadata.PackageNotFoundError:
         raise ModelNotFound(dist_name, f"no model configured and {dist_name} is not installed; "
                             f"{how}") from None
-    path = os.fspath(dist.locate_file(relative))
+    path = str(dist.locate_file(relative))
     if not os.path.exists(path):
         raise ModelNotFound(path, f"{dist_name} is installed but lacks {relative}; {how}")
     return path

@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, ClassVar
+from typing import Any
 
 import jinja2
 import tokenizers
@@ -254,7 +254,7 @@ class _GenerationTag(Extension):
     """``{% generation %}...{% endgeneration %}`` marks assistant text for training masks in HF;
     for rendering it is transparent."""
 
-    tags: ClassVar[set[str]] = {"generation"}
+    tags = {"generation"}  # noqa: RUF012 - jinja2 declares it as a plain attribute
 
     def parse(self, parser: Parser) -> nodes.Node:
         lineno = next(parser.stream).lineno
