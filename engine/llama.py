@@ -90,12 +90,12 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Normalise in fp32 then cast back before the weight, exactly as transformers does, so
-        # bf16/fp16 runs round the same way.
-        dtype = x.dtype
+        if x.dtype == torch.float32:  # one fused kernel, bit-identical to the formula below
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+        # Half precision: normalise in fp32, round, then apply the weight, as transformers does.
         h = x.float()
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * h.to(dtype)
+        return self.weight * h.to(x.dtype)
 
 
 def _join_on_load(parts: Sequence[str], fused: str, suffixes: Sequence[str]) -> Any:
@@ -119,7 +119,8 @@ def _split_on_save(parts: Sequence[str], fused: str, sizes: Sequence[int]) -> An
         for suffix in ("weight", "bias"):
             key = f"{prefix}{fused}.{suffix}"
             if key in state_dict:
-                for name, chunk in zip(parts, state_dict.pop(key).split(list(sizes)), strict=True):
+                chunks = torch.split(state_dict.pop(key), list(sizes))
+                for name, chunk in zip(parts, chunks, strict=True):
                     state_dict[f"{prefix}{name}.{suffix}"] = chunk.clone()
     return hook
 
@@ -160,26 +161,29 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(self.q_size, config.hidden_size, bias=config.attention_out_bias,
                                 **factory)
         parts = ("q_proj", "k_proj", "v_proj")
-        self.register_load_state_dict_pre_hook(_join_on_load(parts, "qkv_proj", ("weight", "bias")))
-        self.register_state_dict_post_hook(
+        self.register_load_state_dict_pre_hook(  # type: ignore[no-untyped-call]
+            _join_on_load(parts, "qkv_proj", ("weight", "bias")))
+        self.register_state_dict_post_hook(  # type: ignore[no-untyped-call]
             _split_on_save(parts, "qkv_proj", (self.q_size, self.kv_size, self.kv_size)))
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache,
                 step: _Step) -> torch.Tensor:
         B, T, _ = x.shape
         H, Hkv, hd = self.n_heads, self.n_kv, self.head_dim
-        qkv = self.qkv_proj(x)  # [B, T, (H + 2*Hkv) * hd]
+        # Hot path: F.linear on the parameters and .forward() calls skip nn.Module.__call__'s
+        # hook bookkeeping, which adds up over ~10 calls per layer and token.
+        qkv = F.linear(x, self.qkv_proj.weight, self.qkv_proj.bias)  # [B, T, (H + 2*Hkv) * hd]
         # q and k are adjacent in the fused output: rotate both with one set of ops.
-        qk = qkv[..., : self.q_size + self.kv_size].unflatten(-1, (H + Hkv, hd))  # [B,T,H+Hkv,hd]
+        qk = qkv[..., : self.q_size + self.kv_size].view(B, T, H + Hkv, hd)  # [B,T,H+Hkv,hd]
         qk = qk * cos + torch.roll(qk, hd // 2, dims=-1) * sin  # RoPE, HF's rotate_half layout
-        q, k = qk.split((H, Hkv), dim=2)  # [B,T,H,hd], [B,T,Hkv,hd]
-        v = qkv[..., self.q_size + self.kv_size:].unflatten(-1, (Hkv, hd))  # [B,T,Hkv,hd]
+        q, k = torch.split(qk, [H, Hkv], dim=2)  # [B,T,H,hd], [B,T,Hkv,hd]
+        v = qkv[..., self.q_size + self.kv_size:].view(B, T, Hkv, hd)  # [B,T,Hkv,hd]
 
         k_cache, v_cache = cache.k[self.layer_idx], cache.v[self.layer_idx]  # [slots,Hkv,max,hd]
         if step.write_slice is not None:
             slot, start, stop = step.write_slice
-            k_cache[slot, :, start:stop] = k[0, : stop - start].transpose(0, 1)
-            v_cache[slot, :, start:stop] = v[0, : stop - start].transpose(0, 1)
+            k_cache[slot].narrow(1, start, stop - start).copy_(k[0, : stop - start].transpose(0, 1))
+            v_cache[slot].narrow(1, start, stop - start).copy_(v[0, : stop - start].transpose(0, 1))
         else:
             assert step.write_slots is not None and step.write_pos is not None
             k_new, v_new = k.reshape(B * T, Hkv, hd), v.reshape(B * T, Hkv, hd)
@@ -196,7 +200,7 @@ class Attention(nn.Module):
         q = q.reshape(B, T, Hkv, R, hd).permute(0, 2, 3, 1, 4).reshape(B, Hkv, R * T, hd)
         out = F.scaled_dot_product_attention(q, keys, values, attn_mask=step.mask)
         out = out.reshape(B, Hkv, R, T, hd).permute(0, 3, 1, 2, 4).reshape(B, T, H * hd)
-        return self.o_proj(out)  # [B, T, D]
+        return F.linear(out, self.o_proj.weight, self.o_proj.bias)  # [B, T, D]
 
 
 class MLP(nn.Module):
@@ -207,13 +211,15 @@ class MLP(nn.Module):
                                       **factory)
         self.down_proj = nn.Linear(self.intermediate, config.hidden_size, bias=False, **factory)
         parts = ("gate_proj", "up_proj")
-        self.register_load_state_dict_pre_hook(_join_on_load(parts, "gate_up_proj", ("weight",)))
-        self.register_state_dict_post_hook(
+        self.register_load_state_dict_pre_hook(  # type: ignore[no-untyped-call]
+            _join_on_load(parts, "gate_up_proj", ("weight",)))
+        self.register_state_dict_post_hook(  # type: ignore[no-untyped-call]
             _split_on_save(parts, "gate_up_proj", (self.intermediate, self.intermediate)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up_proj(x).split(self.intermediate, dim=-1)  # 2 x [B, T, I]
-        return self.down_proj(F.silu(gate) * up)  # SwiGLU -> [B, T, D]
+        gate_up = F.linear(x, self.gate_up_proj.weight)  # [B, T, 2*I]
+        gate, up = torch.split(gate_up, self.intermediate, dim=-1)  # 2 x [B, T, I]
+        return F.linear(F.silu(gate) * up, self.down_proj.weight)  # SwiGLU -> [B, T, D]
 
 
 class DecoderLayer(nn.Module):
@@ -226,8 +232,8 @@ class DecoderLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache,
                 step: _Step) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, step)
-        return x + self.mlp(self.post_attention_layernorm(x))
+        x = x + self.self_attn.forward(self.input_layernorm.forward(x), cos, sin, cache, step)
+        return x + self.mlp.forward(self.post_attention_layernorm.forward(x))
 
 
 class LlamaModel(nn.Module):
@@ -252,7 +258,7 @@ class LlamaForCausalLM(nn.Module):
         self.lm_head: nn.Linear | None = None
         if not config.tie_word_embeddings:
             self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False, **factory)
-        self.register_load_state_dict_pre_hook(_drop_tied_head)
+        self.register_load_state_dict_pre_hook(_drop_tied_head)  # type: ignore[no-untyped-call]
         # RoPE cos/sin tables [positions, hd], grown on demand (a 128k-context table would be
         # hundreds of MB; most deployments use a few thousand positions).
         self._cos = torch.empty(0)
@@ -374,8 +380,10 @@ class LlamaForCausalLM(nn.Module):
 
         h = self.model.embed_tokens(input_ids)  # [B, T, D]
         for layer in self.model.layers:
-            h = layer(h, cos, sin, cache, step)
-        if last_only:
+            h = layer.forward(h, cos, sin, cache, step)
+        if last_only and T == 1:
+            h = h[:, 0]  # [B, D]
+        elif last_only:
             last = torch.tensor([n - 1 for n in lengths], device=h.device)
             h = h[torch.arange(B, device=h.device), last]  # [B, D]
-        return F.linear(self.model.norm(h), self.head_weight())  # [B, (T,) V]
+        return F.linear(self.model.norm.forward(h), self.head_weight())  # [B, (T,) V]
