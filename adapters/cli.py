@@ -23,6 +23,8 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "adapters.cli_slack",
     "adapters.cli_run",
     "adapters.cli_engine_serve",
+    "adapters.cli_kb",
+    "adapters.cli_eval",
 )
 
 

@@ -8,17 +8,19 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
+from adapters.cli_kb import lazy_retriever
 from bot.admin import AdminCommands
 from bot.admin_kb import MarkdownKbAdmin
 from bot.admin_store import KeyValue, MemoryKeyValue, RedisKeyValue
 from bot.analytics import Analytics, Embedder
-from bot.answer_kb import KnowledgeBaseAnswerer
+from bot.answerer import GroundedAnswerer
 from bot.authz import AuthConfig, Authorizer
 from bot.feedback import Feedback
 from bot.handoff import AgentDesk, Handoff
 from bot.interactions import Interactions
+from bot.kb_import import load_knowledge
 from bot.keys import Keys
-from bot.knowledge import KnowledgeBase, load_markdown_dir
+from bot.knowledge import KnowledgeBase
 from bot.live_config import ConfigSnapshot, LiveConfig
 from bot.ports import LLM, Clock, ConversationStore, SystemClock
 from bot.service import BotPolicy, SupportBot
@@ -40,11 +42,23 @@ def build_store(settings: Settings) -> ConversationStore:
     return MemoryStore()
 
 
-def build_bot(settings: Settings) -> SupportBot:
-    kb = load_markdown_dir(settings.kb_dir)
+def build_answerer(settings: Settings, kb: KnowledgeBase,
+                   llm: LLM | None = None) -> GroundedAnswerer:
+    """Hybrid retrieval over the KB's index (refreshed on first use: only changed articles
+    are embedded) and, when an LLM is given, grounded generation; else the article text."""
+    return GroundedAnswerer(lazy_retriever(settings, kb, settings.kb_dir), llm,
+                            threshold=settings.answer_threshold)
+
+
+def load_kb(settings: Settings) -> KnowledgeBase:
+    kb = load_knowledge(settings.kb_dir)
     for problem in kb.problems:
         log.warning("knowledge base: skipped %s", problem)
-    answerer = KnowledgeBaseAnswerer(kb, min_coverage=settings.answer_threshold)
+    return kb
+
+
+def build_bot(settings: Settings) -> SupportBot:
+    answerer = build_answerer(settings, load_kb(settings))
     policy = BotPolicy(dedup_ttl_s=settings.dedup_ttl_s, rate_limit=settings.rate_limit,
                        rate_window_s=settings.rate_window_s,
                        history_turns=settings.history_turns)
@@ -125,17 +139,15 @@ def _build_support(settings: Settings, desks: Mapping[str, AgentDesk], llm: LLM 
     analytics = Analytics(kv, keys, embedder)
     handoff = Handoff(tickets, store, desks, live, llm, clock, analytics,
                       transcript_ttl_s=settings.transcript_ttl_days * 86400)
-    kb = load_markdown_dir(settings.kb_dir)
-    for problem in kb.problems:
-        log.warning("knowledge base: skipped %s", problem)
+    kb = load_kb(settings)
     policy = BotPolicy(dedup_ttl_s=settings.dedup_ttl_s, rate_limit=settings.rate_limit,
                        rate_window_s=settings.rate_window_s,
                        history_turns=settings.history_turns)
-    bot = SupportBot(store, KnowledgeBaseAnswerer(kb, min_coverage=settings.answer_threshold),
+    bot = SupportBot(store, build_answerer(settings, kb, llm),
                      policy, clock, handoff=handoff, live=live, analytics=analytics)
 
     def use_new_kb(new_kb: KnowledgeBase) -> None:
-        bot.answerer = KnowledgeBaseAnswerer(new_kb, min_coverage=settings.answer_threshold)
+        bot.answerer = build_answerer(settings, new_kb, llm)
 
     kb_admin = MarkdownKbAdmin(settings.kb_dir, kb, use_new_kb)
     authorizer = Authorizer(auth_config(settings, extra_admins))

@@ -94,3 +94,11 @@ class Keys:
     def feedback_conversation(self, key: ConversationKey) -> str:
         """List of JSON feedback records left in one conversation."""
         return f"{self.prefix}:fb:conv:{key.id}"
+
+    def kb_manifest(self, index: str) -> str:
+        """JSON: the knowledge-base index's encoder, dimension and article content hashes."""
+        return f"{self.prefix}:kb:{index}:manifest"
+
+    def kb_article(self, index: str, article_id: str) -> str:
+        """JSON: one article's indexed texts and their vectors (base64 float32)."""
+        return f"{self.prefix}:kb:{index}:article:{article_id}"
