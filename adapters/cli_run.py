@@ -17,9 +17,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from adapters.llm_factory import ClosableLLM, build_llm
 from adapters.serve import serve_forever, stop_on_signals
 from adapters.wiring import Support, one_support_stack
-from bot.ports import LLM
 from bot.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger(__name__)
@@ -75,15 +75,11 @@ def configured_platforms(settings: Settings) -> tuple[list[str], list[str]]:
     return platforms, problems
 
 
-def engine_client(settings: Settings) -> LLM | None:
-    """The process's one engine client, shared by every adapter through the one stack.
-
-    PLUG-IN POINT: adapters/llm_factory.build_llm(settings) (SUPPORTBOT_LLM, in-process
-    engine by default) belongs here once it exists; if it needs closing, close it where
-    run_adapters closes the stack. Until then the stack runs without an LLM, exactly as
-    `supportbot slack` / `discord` do (ticket summaries show the last messages).
-    """
-    return None
+def engine_client(settings: Settings) -> ClosableLLM:
+    """The process's one engine client (SUPPORTBOT_LLM: in-process by default, or shared
+    `supportbot engine` workers, or an OpenAI-compatible server), shared by every adapter
+    through the one stack. In-process it loads the model: seconds of CPU."""
+    return build_llm(settings)
 
 
 # ---- the adapters ----------------------------------------------------------------------------
@@ -138,19 +134,21 @@ BUILDERS: dict[str, Callable[[Settings], Adapter]] = {
     "slack": build_slack_adapter, "discord": build_discord_adapter}
 
 
-async def run_adapters(settings: Settings, stop: asyncio.Event,
-                       llm: LLM | None = None) -> None:
+async def run_adapters(settings: Settings, stop: asyncio.Event) -> None:
     """Serve every configured platform until `stop` is set, then stop taking events, let
-    replies finish, stop the sweeper and close the stack. A platform whose connection loop
-    ends on its own takes the process down with it (its error re-raised), so a supervisor
-    restarts the whole process rather than leaving it half-serving."""
+    replies finish, stop the sweeper, close the stack and the engine client. A platform whose
+    connection loop ends on its own takes the process down with it (its error re-raised), so
+    a supervisor restarts the whole process rather than leaving it half-serving."""
     platforms, problems = configured_platforms(settings)
     if problems or not platforms:
         raise ValueError("\n".join(problems) or NO_ADAPTER)
-    with one_support_stack(settings, llm if llm is not None else engine_client(settings)):
-        adapters = [BUILDERS[name](settings) for name in platforms]
-    support = adapters[0].support  # the same object for each (one_support_stack)
     async with contextlib.AsyncExitStack() as cleanup:  # unwinds in reverse order
+        # Off the event loop: a model load must not keep SIGTERM from being handled.
+        llm = await asyncio.to_thread(engine_client, settings)
+        cleanup.push_async_callback(llm.close)
+        with one_support_stack(settings, llm):
+            adapters = [BUILDERS[name](settings) for name in platforms]
+        support = adapters[0].support  # the same object for each (one_support_stack)
         cleanup.push_async_callback(support.close)
         sweeper = asyncio.create_task(support.sweeper.run())
         cleanup.push_async_callback(_cancel, sweeper)
@@ -173,7 +171,8 @@ async def run_adapters(settings: Settings, stop: asyncio.Event,
 
 
 def _log_started(settings: Settings, adapters: list[Adapter]) -> None:
-    log.info("run: started %s, sharing one bot stack", ", ".join(a.label for a in adapters))
+    log.info("run: started %s, sharing one bot stack and one engine client (%s)",
+             ", ".join(a.label for a in adapters), settings.llm)
     if not settings.redis_url:
         log.warning("run: no SUPPORTBOT_REDIS_URL: the in-memory store is single-process; "
                     "run no other supportbot process against this bot, or set "
