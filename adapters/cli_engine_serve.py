@@ -32,6 +32,7 @@ def register(sub: Any) -> None:
     p.add_argument("--max-len", type=int, default=2048, help="tokens per sequence")
     p.add_argument("--max-batch", type=int, default=32, help="sequences decoded together")
     p.add_argument("--max-queue", type=int, default=256, help="waiting requests before 429")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--no-embeddings", action="store_true", help="do not load the embedder")
     p.set_defaults(func=run_engine)
 
@@ -71,7 +72,8 @@ def _spawn_worker(args: argparse.Namespace) -> subprocess.Popen[bytes]:
     """Another engine process, same options, Redis only."""
     argv = [sys.executable, "-m", "adapters.cli", "engine", "--workers", "1",
             "--kv-budget-mb", str(args.kv_budget_mb), "--max-len", str(args.max_len),
-            "--max-batch", str(args.max_batch), "--max-queue", str(args.max_queue)]
+            "--max-batch", str(args.max_batch), "--max-queue", str(args.max_queue),
+            "--threads", str(args.threads)]
     if args.no_embeddings:
         argv.append("--no-embeddings")
     return subprocess.Popen(argv, env=os.environ.copy())
@@ -87,7 +89,8 @@ async def _serve(settings: Settings, args: argparse.Namespace,
     from engine.worker import EngineWorker
 
     config = EngineConfig(kv_budget_bytes=args.kv_budget_mb << 20, max_len=args.max_len,
-                          max_batch=args.max_batch, max_queue=args.max_queue)
+                          max_batch=args.max_batch, max_queue=args.max_queue,
+                          threads=args.threads or None)
     # Loading takes seconds of CPU: off the loop, so signals are still handled meanwhile.
     engine = await asyncio.to_thread(load_engine, settings.model or None,
                                      settings.embed_model or None, config,

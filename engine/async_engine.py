@@ -214,6 +214,10 @@ class AsyncEngine:
 
     # -- the model thread ----------------------------------------------------------------------
     def _run(self) -> None:
+        if self.config.threads:
+            # On a CPU shared with other work, fewer threads than cores avoids OpenMP workers
+            # spinning against each other; it is process-wide, as the engine owns the process.
+            torch.set_num_threads(self.config.threads)
         embeds: list[_EmbedJob] = []
         while not self._stopping:
             out = self._drain(embeds)

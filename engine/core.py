@@ -54,6 +54,7 @@ class EngineConfig:
     prefill_chunk: int | None = None  # prompt tokens per step; None = by device
     prefix_slots: int = 4  # KV slots kept for the prefix cache (0 = off)
     prefix_min_match: int = 8  # shorter shared prefixes are recomputed
+    threads: int | None = None  # torch intra-op threads (process-wide); None = torch's choice
 
     def chunk_for(self, device: torch.device) -> int:
         # CPU: ~0.3 GFLOP per token for a 135M model, so 256 tokens are a few hundred ms, the

@@ -19,7 +19,6 @@ The Redis client must be created with ``decode_responses=True``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -63,7 +62,7 @@ class EngineWorker:
                  keys: EngineKeys | None = None, *, consumer: str | None = None,
                  max_attempts: int = 3, claim_idle_ms: int = 30_000,
                  max_inflight: int | None = None, block_ms: int = 1000,
-                 output_ttl_s: int = 600) -> None:
+                 output_ttl_s: int = 600, drain_s: float = 10.0) -> None:
         self.redis = redis
         self.engine = engine
         self.keys = keys or EngineKeys()
@@ -74,6 +73,7 @@ class EngineWorker:
         self.max_inflight = max_inflight or engine.core.plan.running
         self.block_ms = block_ms
         self.output_ttl_s = output_ttl_s
+        self.drain_s = drain_s
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._request_ids: dict[str, str] = {}
         self._ack_on_cancel: set[str] = set()
@@ -82,7 +82,7 @@ class EngineWorker:
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()
         await self.ensure_group()
-        heartbeat = asyncio.create_task(self._heartbeat(stop))
+        heartbeat = asyncio.create_task(self._heartbeat())
         next_reclaim = 0.0
         loop = asyncio.get_running_loop()
         log.info("engine worker %s consuming %s", self.consumer, self.keys.requests)
@@ -102,10 +102,16 @@ class EngineWorker:
                 for msg_id, fields, attempt in batch:
                     self._start(msg_id, fields, attempt)
         finally:
+            # Stopping: take nothing new, give answers in progress drain_s to finish (the
+            # heartbeat keeps them ours meanwhile), then drop the rest unacknowledged for
+            # another worker to reclaim.
+            if self._tasks and self.drain_s > 0:
+                await asyncio.wait(list(self._tasks.values()), timeout=self.drain_s)
             heartbeat.cancel()
-            for task in self._tasks.values():  # unacknowledged: another worker will reclaim
+            tasks = list(self._tasks.values())
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(heartbeat, *self._tasks.values(), return_exceptions=True)
+            await asyncio.gather(heartbeat, *tasks, return_exceptions=True)
 
     async def ensure_group(self) -> None:
         try:
@@ -230,11 +236,11 @@ class EngineWorker:
         await self._ack(msg_id)
 
     # -- liveness ------------------------------------------------------------------------------
-    async def _heartbeat(self, stop: asyncio.Event) -> None:
+    async def _heartbeat(self) -> None:
+        """Runs until cancelled, also while a stopping worker drains its last answers."""
         interval = max(self.claim_idle_ms / 3000, 0.05)
-        while not stop.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+        while True:
+            await asyncio.sleep(interval)
             try:
                 await self._refresh()
             except Exception:  # Redis blip: try again next beat, well before claim_idle

@@ -192,3 +192,24 @@ async def xrange(client: aioredis.Redis, key: str) -> Entries:
 
 async def _collect(stream: AsyncIterator[Chunk]) -> list[Chunk]:
     return [c async for c in stream]
+
+
+async def test_stopping_worker_finishes_answers_in_progress(
+        tiny_dir: Path, ekeys: EngineKeys, redis_client: aioredis.Redis) -> None:
+    engine = tiny_engine(tiny_dir)
+    slow_down(engine, 0.02)
+    worker = EngineWorker(redis_client, engine, ekeys, block_ms=100, claim_idle_ms=600)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    llm = RedisLLM(redis_client, ekeys, timeout_s=30)
+    try:
+        stream = llm.stream_chat(MESSAGES, max_tokens=30, ignore_eos=True)
+        first = await stream.__anext__()
+        stop.set()  # SIGTERM: the worker stops taking requests but drains this one
+        rest = [c async for c in stream]
+        await asyncio.wait_for(task, timeout=20)
+    finally:
+        await engine.close()
+    assert len(first.token_ids) + sum(len(c.token_ids) for c in rest) == 30
+    assert rest[-1].finish_reason == "length"
+    assert (await redis_client.xpending(ekeys.requests, ekeys.group))["pending"] == 0
