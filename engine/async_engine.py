@@ -30,13 +30,14 @@ from typing import Any
 
 import torch
 
-from engine.core import ChatTokenizer, Delivery, EngineConfig, EngineCore, TextEmbedder
+from engine.core import Delivery, EngineConfig, EngineCore, TextEmbedder
 from engine.errors import ContextLengthExceeded, EngineError
+from engine.generate import TextAssembler
 from engine.llama import LlamaForCausalLM
 from engine.metrics import EngineMetrics
 from engine.requests import Chunk, EngineBusy, GenerationParams
 from engine.scheduler import Sequence as Seq
-from engine.stop import TextStream
+from engine.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class _EmbedJob:
 
 
 class AsyncEngine:
-    def __init__(self, model: LlamaForCausalLM, tokenizer: ChatTokenizer,
+    def __init__(self, model: LlamaForCausalLM, tokenizer: Tokenizer,
                  config: EngineConfig | None = None, embedder: TextEmbedder | None = None,
                  metrics: EngineMetrics | None = None, model_name: str = "supportbot") -> None:
         self.config = config or EngineConfig()
@@ -163,7 +164,7 @@ class AsyncEngine:
         stream = RequestStream(self, rid)
         now = time.monotonic()
         seq = Seq(request_id=rid, prompt=list(prompt), params=params,
-                  text=TextStream(self._decode, params.stop), arrival=now,
+                  text=TextAssembler(self.tokenizer, params.stop), arrival=now,
                   deadline=None if timeout_s is None else now + timeout_s, sink=stream,
                   generator=self._generator(params))
         self._send(("add", seq))
@@ -202,9 +203,6 @@ class AsyncEngine:
     def _send(self, command: tuple[Any, ...]) -> None:
         self._commands.put(command)
         self._wake.set()
-
-    def _decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def _generator(self, params: GenerationParams) -> torch.Generator | None:
         if params.greedy:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,19 +24,9 @@ from engine.prefix_cache import PrefixCache
 from engine.requests import CANCELLED, ERROR, LENGTH, STOP, Chunk
 from engine.scheduler import Scheduler, State
 from engine.scheduler import Sequence as Seq
+from engine.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
-
-
-class ChatTokenizer(Protocol):
-    """What the engine needs of a tokenizer (``engine.tokenizer.Tokenizer`` has it)."""
-
-    @property
-    def eos_token_ids(self) -> Sequence[int]: ...
-
-    def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str: ...
-
-    def chat_prompt(self, messages: Sequence[Mapping[str, Any]], **extra: Any) -> list[int]: ...
 
 
 class TextEmbedder(Protocol):
@@ -66,7 +56,7 @@ Delivery = tuple[Any, Chunk]  # (sequence's sink, chunk)
 
 
 class EngineCore:
-    def __init__(self, model: LlamaForCausalLM, tokenizer: ChatTokenizer,
+    def __init__(self, model: LlamaForCausalLM, tokenizer: Tokenizer,
                  config: EngineConfig, metrics: EngineMetrics,
                  embedder: TextEmbedder | None = None) -> None:
         self.model = model
@@ -169,22 +159,20 @@ class EngineCore:
         if token in self.eos and not seq.params.ignore_eos:
             return self._finish(seq, STOP)
         seq.output.append(token)
-        text, stopped = seq.text.push(token)
-        if stopped:
-            return self._finish(seq, STOP, text, (token,), (logprob,), flush=False)
+        text = seq.text.push(token)
+        if seq.text.stopped:
+            return self._finish(seq, STOP, text, (token,), (logprob,))
         limit = min(seq.params.max_tokens, self.max_len - len(seq.prompt))
         if len(seq.output) >= limit:
             return self._finish(seq, LENGTH, text, (token,), (logprob,))
         return seq.sink, Chunk(text, (token,), (logprob,))
 
     def _finish(self, seq: Seq, reason: str, text: str = "", token_ids: tuple[int, ...] = (),
-                logprobs: tuple[float, ...] = (), error: str | None = None,
-                flush: bool = True) -> Delivery:
-        """End a sequence and free its slot now; the last chunk carries what text remains."""
-        if flush and reason in (STOP, LENGTH):
-            rest, stopped = seq.text.finish()
-            text += rest
-            reason = STOP if stopped else reason
+                logprobs: tuple[float, ...] = (), error: str | None = None) -> Delivery:
+        """End a sequence and free its slot now; the last chunk carries what text remains
+        (never the beginning of a stop string, even when the answer was cut by length)."""
+        if reason in (STOP, LENGTH):
+            text += seq.text.finish()
         self.sched.remove(seq)
         self.metrics.requests.labels(finish_reason=reason).inc()
         return seq.sink, Chunk(text, token_ids, logprobs, reason, error)

@@ -24,11 +24,11 @@ from typing import Any
 import torch
 
 from engine.batch_sampling import row_params
+from engine.generate import TextAssembler
 from engine.kv_manager import SlotPool
 from engine.prefix_cache import PrefixCache, common_prefix_len
 from engine.requests import GenerationParams
 from engine.sampling import SamplingParams
-from engine.stop import TextStream
 
 
 class State(enum.Enum):
@@ -45,7 +45,7 @@ class Sequence:
     request_id: str
     prompt: list[int]
     params: GenerationParams
-    text: TextStream
+    text: TextAssembler  # detokenizer that holds back partial stop strings
     arrival: float  # time.monotonic() at submit
     deadline: float | None  # monotonic; None = no deadline
     sink: Any = None  # opaque to the engine thread: the asyncio side's delivery target
