@@ -12,6 +12,7 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +42,30 @@ def encoder_path(settings: Settings, override: str | Path | None = None) -> Path
     return Path(chosen) if chosen else None
 
 
-def load_encoder(path: Path | None) -> Any:
+class IdentifiedEncoder:
+    """The engine's embedder under a name that changes whenever its weights do (path, size
+    and mtime of model.safetensors), so re-training an encoder in place re-embeds the index
+    instead of mixing old and new vectors."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        weights = Path(inner.model_dir or ".") / "model.safetensors"
+        stat = weights.stat() if weights.is_file() else None
+        stamp = f"{stat.st_size}-{stat.st_mtime_ns}" if stat else "unknown"
+        self._name = f"{inner.name}@{stamp}"
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def embed(self, texts: Sequence[str]) -> Any:
+        return self.inner.embed(texts)
+
+
+def load_encoder(path: Path | None) -> IdentifiedEncoder:
     from engine.embedder import load_embedder  # imported late: torch costs a second
 
-    return load_embedder(path)
+    return IdentifiedEncoder(load_embedder(path))
 
 
 def index_storage(settings: Settings, kb_dir: Path,
@@ -148,7 +169,8 @@ def register(sub: Any) -> None:
     kb.set_defaults(func=lambda _args: (kb.print_help(), 2)[1])
 
 
-def _setup(args: argparse.Namespace) -> tuple[Settings, KnowledgeBase, Any] | None:
+def _setup(args: argparse.Namespace,
+           ) -> tuple[Settings, KnowledgeBase, IdentifiedEncoder] | None:
     """Settings, the KB (problems printed) and the encoder; None after printing why not."""
     try:
         settings = load_settings(**({"kb_dir": args.kb} if args.kb else {}))
@@ -214,13 +236,13 @@ def run_train(args: argparse.Namespace) -> int:
         bar.set_postfix(loss=f"{loss:.3f}")
 
     try:
-        report = train_encoder(embedder, groups, config, on_step)
+        report = train_encoder(embedder.inner, groups, config, on_step)
     except ValueError as exc:
         print(f"kb train: {exc}", file=sys.stderr)
         return 2
     if bar is not None:
         bar.close()
-    save_encoder(embedder.model, embedder.model_dir, out)
+    save_encoder(embedder.inner.model, embedder.inner.model_dir, out)
     print(f"trained {report.steps} steps on {report.pairs} pairs in {report.seconds:.0f} s "
           f"(loss {report.first_loss:.3f} -> {report.last_loss:.3f}); saved {out}")
     print(f"use it: SUPPORTBOT_EMBED_MODEL={out} supportbot kb index   (or --encoder {out})")
