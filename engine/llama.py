@@ -83,6 +83,23 @@ def rope_inv_freq(config: LlamaConfig) -> torch.Tensor:
     return inv_freq
 
 
+class Linear(nn.Module):
+    """``nn.Linear`` whose initialisation can be skipped: weights about to be replaced by a
+    checkpoint should not cost a random init and a first write to hundreds of MB."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, init: bool,
+                 **factory: Any) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = nn.Parameter(torch.empty(out_features, in_features, **factory))
+        self.bias = nn.Parameter(torch.empty(out_features, **factory)) if bias else None
+        if init:
+            nn.Linear.reset_parameters(self)  # type: ignore[arg-type]  # torch's exact init
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float, **factory: Any) -> None:
         super().__init__()
@@ -149,17 +166,17 @@ class _Step:
 
 
 class Attention(nn.Module):
-    def __init__(self, config: LlamaConfig, layer_idx: int, **factory: Any) -> None:
+    def __init__(self, config: LlamaConfig, layer_idx: int, init: bool, **factory: Any) -> None:
         super().__init__()
         self.layer_idx = layer_idx
         self.n_heads = config.num_attention_heads
         self.n_kv = config.num_key_value_heads
         self.head_dim = config.head_dim
         self.q_size, self.kv_size = config.q_size, config.kv_size
-        self.qkv_proj = nn.Linear(config.hidden_size, self.q_size + 2 * self.kv_size,
-                                  bias=config.attention_bias, **factory)
-        self.o_proj = nn.Linear(self.q_size, config.hidden_size, bias=config.attention_out_bias,
-                                **factory)
+        self.qkv_proj = Linear(config.hidden_size, self.q_size + 2 * self.kv_size,
+                               config.attention_bias, init, **factory)
+        self.o_proj = Linear(self.q_size, config.hidden_size, config.attention_out_bias, init,
+                             **factory)
         parts = ("q_proj", "k_proj", "v_proj")
         self.register_load_state_dict_pre_hook(  # type: ignore[no-untyped-call]
             _join_on_load(parts, "qkv_proj", ("weight", "bias")))
@@ -204,12 +221,12 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, config: LlamaConfig, **factory: Any) -> None:
+    def __init__(self, config: LlamaConfig, init: bool, **factory: Any) -> None:
         super().__init__()
         self.intermediate = config.intermediate_size
-        self.gate_up_proj = nn.Linear(config.hidden_size, 2 * self.intermediate, bias=False,
-                                      **factory)
-        self.down_proj = nn.Linear(self.intermediate, config.hidden_size, bias=False, **factory)
+        self.gate_up_proj = Linear(config.hidden_size, 2 * self.intermediate, False, init,
+                                   **factory)
+        self.down_proj = Linear(self.intermediate, config.hidden_size, False, init, **factory)
         parts = ("gate_proj", "up_proj")
         self.register_load_state_dict_pre_hook(  # type: ignore[no-untyped-call]
             _join_on_load(parts, "gate_up_proj", ("weight",)))
@@ -223,12 +240,12 @@ class MLP(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, config: LlamaConfig, layer_idx: int, **factory: Any) -> None:
+    def __init__(self, config: LlamaConfig, layer_idx: int, init: bool, **factory: Any) -> None:
         super().__init__()
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, **factory)
-        self.self_attn = Attention(config, layer_idx, **factory)
+        self.self_attn = Attention(config, layer_idx, init, **factory)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, **factory)
-        self.mlp = MLP(config, **factory)
+        self.mlp = MLP(config, init, **factory)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache,
                 step: _Step) -> torch.Tensor:
@@ -237,11 +254,13 @@ class DecoderLayer(nn.Module):
 
 
 class LlamaModel(nn.Module):
-    def __init__(self, config: LlamaConfig, **factory: Any) -> None:
+    def __init__(self, config: LlamaConfig, init: bool, **factory: Any) -> None:
         super().__init__()
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, **factory)
+        shape = (config.vocab_size, config.hidden_size)
+        self.embed_tokens = nn.Embedding(*shape, **factory) if init else nn.Embedding(
+            *shape, _weight=torch.empty(shape, **factory))
         self.layers = nn.ModuleList(
-            DecoderLayer(config, i, **factory) for i in range(config.num_hidden_layers))
+            DecoderLayer(config, i, init, **factory) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, **factory)
 
 
@@ -250,14 +269,17 @@ class LlamaForCausalLM(nn.Module):
     inference mode itself."""
 
     def __init__(self, config: LlamaConfig, device: torch.device | str | None = None,
-                 dtype: torch.dtype | None = None) -> None:
+                 dtype: torch.dtype | None = None, init_weights: bool = True) -> None:
+        """Random weights (torch's default init) unless ``init_weights=False``, which leaves them
+        uninitialised for a checkpoint to replace (see :meth:`from_state_dict`)."""
         super().__init__()
         factory: dict[str, Any] = {"device": device, "dtype": dtype}
         self.config = config
-        self.model = LlamaModel(config, **factory)
-        self.lm_head: nn.Linear | None = None
+        self.model = LlamaModel(config, init_weights, **factory)
+        self.lm_head: Linear | None = None
         if not config.tie_word_embeddings:
-            self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False, **factory)
+            self.lm_head = Linear(config.hidden_size, config.vocab_size, False, init_weights,
+                                  **factory)
         self.register_load_state_dict_pre_hook(_drop_tied_head)  # type: ignore[no-untyped-call]
         # RoPE cos/sin tables [positions, hd], grown on demand (a 128k-context table would be
         # hundreds of MB; most deployments use a few thousand positions).
@@ -269,9 +291,10 @@ class LlamaForCausalLM(nn.Module):
     @classmethod
     def from_state_dict(cls, config: LlamaConfig, state_dict: dict[str, torch.Tensor],
                         device: torch.device | str, dtype: torch.dtype) -> LlamaForCausalLM:
-        """Build around existing tensors (HF names) without allocating and copying twice."""
-        with torch.device("meta"):
-            model = cls(config)
+        """Build around existing tensors without copying them: ``state_dict`` uses HF names (or
+        our fused ``qkv_proj``/``gate_up_proj`` names, which the GGUF loader fills directly)."""
+        # Not the meta device: its first use imports torch's decomposition machinery (~5 s).
+        model = cls(config, device="cpu", dtype=dtype, init_weights=False)
         placed = {k: v.to(device=device, dtype=dtype) for k, v in state_dict.items()}
         model.load_state_dict(placed, strict=True, assign=True)
         return model.requires_grad_(False).eval()

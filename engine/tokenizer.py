@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
@@ -45,6 +46,12 @@ _DIGIT_SPLIT_PRE = ("smollm", "starcoder", "refact", "codeshell", "exaone", "min
 _GPT2_PRE = ("default", "gpt2", "gpt-2", "")
 
 _CONTROL, _USER_DEFINED = 3, 4  # llama.cpp token types
+
+
+@lru_cache(maxsize=1)
+def _outside_alphabet() -> re.Pattern[str]:
+    """Matches any character that is not in the byte-level alphabet."""
+    return re.compile("[^" + re.escape("".join(_byte_alphabet().values())) + "]")
 
 
 @lru_cache(maxsize=1)
@@ -112,10 +119,10 @@ class Tokenizer:
         if merges is None:
             raise MissingTokenizer(path, "GGUF BPE tokenizer has no tokenizer.ggml.merges")
         alphabet = _byte_alphabet()
-        spelled = set(alphabet.values())
+        outside = _outside_alphabet().search
         # Tokens outside the byte alphabet are stored as raw text; respell them as BPE sees them.
         vocab = {
-            (tok if set(tok) <= spelled else "".join(alphabet[b] for b in tok.encode("utf-8"))): i
+            (tok if outside(tok) is None else "".join(alphabet[b] for b in tok.encode())): i
             for i, tok in enumerate(tokens)
         }
         model_json = {
@@ -134,7 +141,8 @@ class Tokenizer:
         types = meta.get("tokenizer.ggml.token_type")
         if types is not None:
             specials = [AddedToken(tokens[i], special=True, normalized=False)
-                        for i, t in enumerate(types) if t == _CONTROL and set(tokens[i]) <= spelled]
+                        for i, t in enumerate(types)
+                        if t == _CONTROL and outside(tokens[i]) is None]
             backend.add_special_tokens(specials)
             users = [AddedToken(tokens[i], special=False, normalized=False)
                      for i, t in enumerate(types) if t == _USER_DEFINED and tokens[i] in vocab]

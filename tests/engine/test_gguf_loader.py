@@ -20,7 +20,7 @@ from engine.errors import (
     UnsupportedQuantType,
 )
 from engine.gguf_file import read_gguf
-from engine.gguf_loader import SUPPORTED_TYPES, _dequantize, load_gguf
+from engine.gguf_loader import SUPPORTED_TYPES, dequantize_tensor, load_gguf
 from tests.engine.tiny_llama import hf_config, hf_model, write_gguf
 
 CPU = Placement(torch.device("cpu"), torch.float32)
@@ -65,7 +65,8 @@ def test_qwen2_gguf_keeps_rows_unpermuted_and_loads_biases(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize("qtype", [GGMLQuantizationType.Q8_0, GGMLQuantizationType.F16,
-                                   GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q5_1])
+                                   GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q4_1,
+                                   GGMLQuantizationType.Q5_1, GGMLQuantizationType.BF16])
 def test_quantised_tensors_are_dequantised_with_gguf(tmp_path: Path, qtype: object,
                                                      tied_ref: object) -> None:
     path = write_gguf(tmp_path / "q.gguf", tied_ref, qtype=qtype)
@@ -73,7 +74,7 @@ def test_quantised_tensors_are_dequantised_with_gguf(tmp_path: Path, qtype: obje
     info = gf.tensors["blk.0.ffn_up.weight"]
     assert info.ggml_type == qtype
     expected = dequantize(gf.raw(info).reshape(info.shape[0], -1), qtype)
-    np.testing.assert_array_equal(_dequantize(gf, info), expected)
+    np.testing.assert_array_equal(dequantize_tensor(gf, info), expected)  # fast paths: exact
     loaded = load_gguf(path, CPU)
     up = loaded.model.state_dict()["model.layers.0.mlp.up_proj.weight"]
     np.testing.assert_array_equal(up.numpy(), expected)
