@@ -22,7 +22,7 @@ from engine.llama import LlamaForCausalLM
 from engine.metrics import EngineMetrics
 from engine.prefix_cache import PrefixCache
 from engine.requests import CANCELLED, ERROR, LENGTH, STOP, Chunk
-from engine.scheduler import Scheduler, State
+from engine.scheduler import Scheduler
 from engine.scheduler import Sequence as Seq
 from engine.tokenizer import Tokenizer
 
@@ -47,8 +47,8 @@ class EngineConfig:
     threads: int | None = None  # torch intra-op threads (process-wide); None = torch's choice
 
     def chunk_for(self, device: torch.device) -> int:
-        # CPU: ~0.3 GFLOP per token for a 135M model, so 256 tokens are a few hundred ms, the
-        # longest running streams should pause; a GPU takes thousands in the same time.
+        # CPU: ~0.3 GFLOP per token for a 135M model, so a 256-token chunk costs a few hundred
+        # ms, about the longest pause running streams should see; a GPU does thousands as fast.
         return self.prefill_chunk or (256 if device.type == "cpu" else 2048)
 
 
@@ -189,5 +189,5 @@ class EngineCore:
 
     def _update_gauges(self) -> None:
         self.metrics.queue_depth.set(len(self.sched.waiting))
-        self.metrics.running.set(sum(1 for s in self.sched.running if s.state is not State.DONE))
+        self.metrics.running.set(len(self.sched.running))
         self.metrics.kv_slots_free.set(self.sched.slots.n_free)
