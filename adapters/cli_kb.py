@@ -163,7 +163,7 @@ def register(sub: Any) -> None:
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--layers", type=int, default=2, help="top layers to train (0 = all)")
+    p.add_argument("--layers", type=int, default=1, help="top layers to train (0 = all)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps")
     p.set_defaults(func=run_train)
     kb.set_defaults(func=lambda _args: (kb.print_help(), 2)[1])

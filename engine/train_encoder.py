@@ -41,7 +41,7 @@ class TrainConfig:
     max_length: int = 48  # support questions are short; longer ones are cut for speed
     # Only the top layers train; the frozen lower layers run once per text (cached), which
     # makes an epoch about as cheap as embedding the questions twice. 0 = train every layer.
-    trainable_layers: int = 2
+    trainable_layers: int = 1
     seed: int = 0
     max_steps: int | None = None  # cap (tests and quick runs)
 
