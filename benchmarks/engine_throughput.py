@@ -1,6 +1,7 @@
 """Engine service throughput: AsyncEngine vs transformers `generate`, same weights, one run.
 
     .venv/bin/python -m benchmarks.engine_throughput [--json] [--levels 1,4,16] [--no-hf]
+                                                     [--threads N]
 
 Workload (the bot's): SmolLM2 (or $SUPPORTBOT_MODEL), greedy, 64 new tokens per request,
 each prompt = one shared ~250-token system prompt + a distinct ~30-token customer question,
@@ -12,7 +13,10 @@ Baseline: transformers' LlamaForCausalLM holding the very same weights (copied f
 model, so no second 40 s GGUF load), `generate` greedy with 64 new tokens (a) sequentially,
 one request after another (a rate, measured over 2 requests: it does not depend on the
 level), and (b) as one left-padded batch of the level's prompts. Ratios use the better of
-the two. Device and dtype come from `pick_placement()`, so this runs unchanged on CUDA.
+the two. Each level runs ours then transformers back to back, and the 1-minute load average
+is reported with it: on a shared CPU, figures mean little without the load they ran under
+(with other jobs busy, ``--threads 1`` avoids OpenMP threads spinning against them). Device
+and dtype come from `pick_placement()`, so this runs unchanged on CUDA.
 """
 
 from __future__ import annotations
@@ -104,26 +108,49 @@ async def run_level(engine: AsyncEngine, batch: list[list[int]],
             "ttft_p50_s": statistics.median(ttfts), "ttft_p95_s": percentile(ttfts, 0.95)}
 
 
-async def run_ours(gen: Generator, levels: list[int]) -> dict[int, dict[str, float]]:
-    config = EngineConfig(max_len=512, max_batch=max(levels))
-    engine = AsyncEngine(gen.model, gen.tokenizer, config)
+async def run_ours(engine: AsyncEngine, gen: Generator, level: int) -> dict[str, float]:
     warm = gen.chat_prompt([{"role": "system", "content": SYSTEM},
                             {"role": "user", "content": "Hello"}])
-    out = {}
+    if level > 1:
+        return await run_level(engine, prompts(gen, level), warm)
+    # one at a time: four requests give a TTFT distribution
+    rows = [await run_level(engine, prompts(gen, 4)[i:i + 1], warm) for i in range(4)]
+    return {"tok_per_s": statistics.mean(r["tok_per_s"] for r in rows),
+            "wall_s": sum(r["wall_s"] for r in rows),
+            "ttft_p50_s": statistics.median(r["ttft_p50_s"] for r in rows),
+            "ttft_p95_s": percentile([r["ttft_p50_s"] for r in rows], 0.95)}
+
+
+async def measure(gen: Generator, levels: list[int], with_hf: bool) -> list[dict[str, Any]]:
+    """Ours and transformers level by level, back to back, so both see the same machine load
+    (on a shared CPU it drifts within minutes)."""
+    engine = AsyncEngine(gen.model, gen.tokenizer, EngineConfig(max_len=512,
+                                                                max_batch=max(levels)))
+    hf = hf_model(gen) if with_hf else None
+    pad = gen.tokenizer.eos_token_ids[0]
+    sequential = 0.0
+    rows = []
     try:
         for level in levels:
-            if level == 1:  # one at a time: four requests give a TTFT distribution
-                rows = [await run_level(engine, prompts(gen, 4)[i:i + 1], warm)
-                        for i in range(4)]
-                out[1] = {"tok_per_s": statistics.mean(r["tok_per_s"] for r in rows),
-                          "wall_s": sum(r["wall_s"] for r in rows),
-                          "ttft_p50_s": statistics.median(r["ttft_p50_s"] for r in rows),
-                          "ttft_p95_s": percentile([r["ttft_p50_s"] for r in rows], 0.95)}
-            else:
-                out[level] = await run_level(engine, prompts(gen, level), warm)
+            row: dict[str, Any] = {"concurrency": level}
+            row.update({k: round(v, 3) for k, v in (await run_ours(engine, gen, level)).items()})
+            print(f"ours: {json.dumps(row)}", file=sys.stderr)  # kept if the baseline fails
+            if hf is not None:
+                if not sequential:  # a rate that does not depend on the level: measured once
+                    hf_generate(hf, prompts(gen, 1), pad)  # warm-up (first-call allocations)
+                    seq = [hf_generate(hf, [p], pad) for p in prompts(gen, 2)]
+                    sequential = len(seq) / sum(1 / r for r in seq)  # tokens / total time
+                batch = hf_generate(hf, prompts(gen, level), pad) if level > 1 else None
+                best = max(sequential, batch or 0.0)
+                row.update(hf_tok_per_s=round(best, 2),
+                           hf_sequential_tok_per_s=round(sequential, 2),
+                           hf_batch_tok_per_s=None if batch is None else round(batch, 2),
+                           ratio=round(row["tok_per_s"] / best, 2))
+            row["loadavg_1m"] = round(os.getloadavg()[0], 2)
+            rows.append(row)
     finally:
         await engine.close()
-    return out
+    return rows
 
 
 # -- transformers ------------------------------------------------------------------------------
@@ -165,17 +192,6 @@ def hf_generate(model: Any, batch: list[list[int]], pad_id: int) -> float:
     return float((out.shape[1] - width) * len(batch) / wall)
 
 
-def run_hf(gen: Generator, levels: list[int]) -> dict[str, Any]:
-    model = hf_model(gen)
-    pad = gen.tokenizer.eos_token_ids[0]
-    hf_generate(model, prompts(gen, 1), pad)  # warm-up (first-call allocations)
-    seq = [hf_generate(model, [p], pad) for p in prompts(gen, 2)]
-    sequential = len(seq) / sum(1 / r for r in seq)  # total tokens / total time
-    batched = {level: hf_generate(model, prompts(gen, level), pad) for level in levels
-               if level > 1}
-    return {"sequential": sequential, "batched": batched}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -192,47 +208,30 @@ def main() -> None:
     gen = load_generator()
     load_s = time.perf_counter() - t0
     prompt_len = len(prompts(gen, 1)[0])
-    ours = asyncio.run(run_ours(gen, levels))
-    print(f"ours: {json.dumps(ours)}", file=sys.stderr)  # kept even if the baseline fails
-    hf = None if args.no_hf else run_hf(gen, levels)
-
-    rows = []
-    for level in levels:
-        row: dict[str, Any] = {"concurrency": level, **{k: round(v, 3)
-                                                        for k, v in ours[level].items()}}
-        if hf is not None:
-            batch = hf["batched"].get(level)
-            best = max(hf["sequential"], batch or 0.0)
-            row.update(hf_tok_per_s=round(best, 2),
-                       hf_sequential_tok_per_s=round(hf["sequential"], 2),
-                       hf_batch_tok_per_s=None if batch is None else round(batch, 2),
-                       ratio=round(ours[level]["tok_per_s"] / best, 2))
-        rows.append(row)
+    rows = asyncio.run(measure(gen, levels, not args.no_hf))
     report = {"model": gen.path, "device": str(gen.model.device), "dtype": str(gen.model.dtype),
               "prompt_tokens": prompt_len, "new_tokens": NEW_TOKENS,
               "load_s": round(load_s, 2), "torch_threads": torch.get_num_threads(),
-              # figures on a shared CPU mean little without the load they ran under
-              "loadavg_1m": round(os.getloadavg()[0], 2),
               "levels": rows}
     if args.json:
         print(json.dumps(report))
         return
     print(f"model {gen.path} on {report['device']} ({report['dtype']}), load {load_s:.1f}s, "
           f"prompt {prompt_len} tokens, {NEW_TOKENS} new tokens, greedy, "
-          f"{report['torch_threads']} threads, load average {report['loadavg_1m']}")
+          f"{report['torch_threads']} threads")
     header = f"{'conc':>4} {'tok/s':>8} {'TTFT p50':>9} {'TTFT p95':>9}"
-    if hf is not None:
+    if not args.no_hf:
         header += f" {'HF seq':>8} {'HF batch':>9} {'ratio':>6}"
     print(header)
     for r in rows:
         line = (f"{r['concurrency']:>4} {r['tok_per_s']:>8.1f} {r['ttft_p50_s']:>8.2f}s "
                 f"{r['ttft_p95_s']:>8.2f}s")
-        if hf is not None:
+        if not args.no_hf:
             batch_text = "-" if r["hf_batch_tok_per_s"] is None else \
                 f"{r['hf_batch_tok_per_s']:.1f}"
             line += (f" {r['hf_sequential_tok_per_s']:>8.1f} {batch_text:>9} "
                      f"{r['ratio']:>5.1f}x")
-        print(line)
+        print(f"{line}  (load average {r['loadavg_1m']})")
 
 
 if __name__ == "__main__":
