@@ -9,8 +9,9 @@ the article's own text instead. Either way the reply cites the article (title an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from bot.faithfulness import FaithfulnessGuard, split_sentences
@@ -123,22 +124,24 @@ class GroundedAnswerer:
                                  max_tokens=self.generation.max_tokens, temperature=0.0)
         buffer, accepted = "", list[str]()
         finish: str | None = None
-        async for text, finish in _chunks(stream, self.generation.timeout_s):
-            buffer += text
-            sentences = split_sentences(buffer)
-            # The last piece may still be growing unless the buffer ends a sentence.
-            complete = sentences if finish is not None else sentences[:-1]
-            if len(complete) > len(accepted):
-                new = complete[len(accepted):]
-                report = self.guard.check(" ".join(new), sources)
-                if not report.supported:
-                    raise GenerationFailed(f"unsupported sentence: {report.unsupported[0]!r}")
-                accepted.extend(new)
-                if sink is not None:  # outside any try: Superseded must reach the service
-                    await sink(" ".join(accepted))
-        if finish == "length" and accepted:
-            pass  # the cut-off sentence was never accepted; what was accepted stands
-        elif finish not in ("stop", "length"):
+        # aclosing: when the sink raises (a human took over), the engine stream is closed now,
+        # which cancels the generation, instead of whenever the generator is collected.
+        async with contextlib.aclosing(_chunks(stream, self.generation.timeout_s)) as chunks:
+            async for text, finish in chunks:
+                buffer += text
+                sentences = split_sentences(buffer)
+                # The last piece may still be growing (or was cut off by the token limit).
+                complete = sentences if finish == "stop" else sentences[:-1]
+                if len(complete) > len(accepted):
+                    new = complete[len(accepted):]
+                    report = self.guard.check(" ".join(new), sources)
+                    if not report.supported:
+                        raise GenerationFailed(f"unsupported sentence: {report.unsupported[0]!r}")
+                    accepted.extend(new)
+                    if sink is not None:  # outside any try: Superseded must reach the service
+                        await sink(" ".join(accepted))
+        # On "length" the cut-off last sentence was never accepted; what was accepted stands.
+        if finish not in ("stop", "length"):
             raise GenerationFailed(f"generation ended with {finish!r}")
         if not accepted:
             raise GenerationFailed("the model produced no complete sentence")
@@ -146,13 +149,24 @@ class GroundedAnswerer:
 
 
 async def _chunks(stream: AsyncIterator[GenerationChunk], timeout_s: float,
-                  ) -> AsyncIterator[tuple[str, str | None]]:
+                  ) -> AsyncGenerator[tuple[str, str | None], None]:
     """(text, finish_reason) per chunk; LLM errors and stalls become GenerationFailed.
 
     The consumer's own code (the sink) runs between yields, outside this try, so a
     Superseded raised there is not mistaken for an engine failure.
     """
     iterator = aiter(stream)
+    try:
+        async for item in _guarded(iterator, timeout_s):
+            yield item
+    finally:
+        close = getattr(iterator, "aclose", None)
+        if close is not None:
+            await close()
+
+
+async def _guarded(iterator: AsyncIterator[GenerationChunk], timeout_s: float,
+                   ) -> AsyncIterator[tuple[str, str | None]]:
     while True:
         try:
             chunk = await asyncio.wait_for(anext(iterator), timeout_s)

@@ -158,3 +158,37 @@ def test_guard_sentence_checks() -> None:
     off_topic = guard.check("Our premium plan includes unlimited storage.", [RESET.body])
     assert not off_topic.supported and off_topic.checks[0].word_support < 0.5
     assert not guard.check("", [RESET.body]).supported  # nothing generated: not an answer
+
+
+async def test_token_limit_keeps_only_complete_supported_sentences() -> None:
+    llm = FakeLLM(["Open Settings → Security and choose Reset password. The link arr"],
+                  finish="length")
+    answer = await GroundedAnswerer(FakeSearcher([hit(RESET)]), llm).answer(
+        inbound("reset password"), [], Partials())
+    assert answer.reply.text == "Open Settings → Security and choose Reset password."
+
+
+async def test_handover_mid_stream_stops_the_engine_stream() -> None:
+    closed: list[bool] = []
+
+    class ClosingLLM(FakeLLM):
+        async def stream_chat(self, messages: Sequence[dict[str, str]], max_tokens: int = 256,
+                              stop: Sequence[str] = (), temperature: float = 0.0,
+                              ) -> AsyncIterator[Chunk]:
+            try:
+                for piece in self.pieces:
+                    yield Chunk(piece)
+            finally:
+                closed.append(True)
+
+    class Superseded(Exception):
+        pass
+
+    async def sink(_text: str) -> None:
+        raise Superseded  # what SupportBot raises when a human claims the conversation
+
+    llm = ClosingLLM(["Open Settings → Security. ", "Choose Reset password. ", "More."])
+    with pytest.raises(Superseded):
+        await GroundedAnswerer(FakeSearcher([hit(RESET)]), llm).answer(
+            inbound("reset password"), [], sink)
+    assert closed == [True]
