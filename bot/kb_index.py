@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,10 +216,12 @@ class FileIndexStorage:
                                                for e in index.entries]}
         # The vectors go first: a crash between the two renames leaves a manifest whose
         # entry count no longer matches, which load() treats as "no index" (a full rebuild).
-        tmp_vec = self.base.with_name(self.base.name + ".tmp.npz")
+        # Per-writer temporary names: two processes refreshing at once never share a file.
+        unique = f".{os.getpid()}-{secrets.token_hex(4)}.tmp"
+        tmp_vec = self.base.with_name(self.base.name + unique + ".npz")
         np.savez(tmp_vec, vectors=index.vectors)
         os.replace(tmp_vec, self.base.with_suffix(".npz"))
-        tmp_meta = self.base.with_name(self.base.name + ".tmp.json")
+        tmp_meta = self.base.with_name(self.base.name + unique + ".json")
         tmp_meta.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
         os.replace(tmp_meta, self.base.with_suffix(".json"))
 
