@@ -12,7 +12,7 @@ import torch
 
 from engine.async_engine import AsyncEngine, RequestStream
 from engine.requests import Chunk, EngineBusy, GenerationParams
-from tests.engine_service.tiny import slow_down, tiny_engine
+from tests.engine_service.tiny import metric, observe, slow_down, tiny_engine
 
 QUESTIONS = [
     "How do I reset my password?", "Where is my invoice?", "Can I export my data to CSV?",
@@ -37,17 +37,20 @@ GREEDY = GenerationParams(max_tokens=16, ignore_eos=True)
 
 async def test_32_concurrent_streams_match_each_run_alone(tiny_dir: Path) -> None:
     engine = tiny_engine(tiny_dir)
+    model = observe(engine)
     prompts = [prompt_of(engine, f"{QUESTIONS[i % 8]} (case {i})") for i in range(32)]
     try:
         alone = [(await collect(engine.submit(p, GREEDY)))[0] for p in prompts]
+        assert max(rows for rows, _ in model.shapes) == 1
         together = await asyncio.gather(*(collect(engine.submit(p, GREEDY)) for p in prompts))
     finally:
         await engine.close()
     assert [ids for ids, _, _ in together] == alone
     assert all(len(ids) == 16 for ids in alone)
     assert len({tuple(a) for a in alone}) > 1  # distinct prompts, distinct answers
-    # the concurrent run really was batched: the gauge saw many rows at once at some point
-    assert engine.metrics.generated._value.get() == 2 * 32 * 16
+    # the concurrent run really was batched: all 32 streams decoded in one forward
+    assert max(rows for rows, width in model.shapes if width == 1) == 32
+    assert metric(engine, "engine_generated_tokens_total") == 2 * 32 * 16
 
 
 async def test_cancel_mid_stream_frees_the_slot_for_a_waiting_request(tiny_dir: Path) -> None:
@@ -65,7 +68,7 @@ async def test_cancel_mid_stream_frees_the_slot_for_a_waiting_request(tiny_dir: 
         assert len(ids) == 16 and chunks[-1].finish_reason == "length"
         assert all(c.finish_reason is None for c in got)
         assert engine.core.sched.slots.n_free == 1
-        cancelled = engine.metrics.requests.labels(finish_reason="cancelled")._value.get()
+        cancelled = metric(engine, "engine_requests_total", finish_reason="cancelled")
         assert cancelled == 1
     finally:
         await engine.close()
@@ -123,7 +126,7 @@ async def test_full_queue_raises_engine_busy(tiny_dir: Path) -> None:
             for q in QUESTIONS[:6]:
                 accepted.append(engine.submit(prompt_of(engine, q), params))
         assert 2 <= len(accepted) <= 3  # max_queue waiting, plus at most the admitted one
-        assert engine.metrics.rejected._value.get() == 1
+        assert metric(engine, "engine_rejected_total") == 1
         for stream in accepted:  # the accepted ones still complete
             ids, _, _ = await collect(stream)
             assert len(ids) == 3
@@ -169,8 +172,8 @@ async def test_prefix_cache_reuses_shared_system_prompt_with_identical_tokens(
     system_len = len(prompt_of(cached, "", SYSTEM)) - 8
     assert stats.hits == 3 and stats.hit_tokens >= 3 * system_len
     # prompt tokens actually computed: the system prompt once, then only the questions
-    assert cached.metrics.prompt_tokens._value.get() < sum(map(len, prompts)) - 2 * system_len
-    assert plain.metrics.prompt_tokens._value.get() == sum(map(len, prompts))
+    assert metric(cached, "engine_prompt_tokens_total") < sum(map(len, prompts)) - 2 * system_len
+    assert metric(plain, "engine_prompt_tokens_total") == sum(map(len, prompts))
 
 
 async def test_concurrent_requests_wait_for_the_shared_prefix_instead_of_recomputing(
@@ -182,7 +185,7 @@ async def test_concurrent_requests_wait_for_the_shared_prefix_instead_of_recompu
     finally:
         await engine.close()
     system_len = len(prompt_of(engine, "", SYSTEM)) - 8
-    computed = engine.metrics.prompt_tokens._value.get()
+    computed = metric(engine, "engine_prompt_tokens_total")
     assert computed < sum(map(len, prompts)) - (len(prompts) - 1) * system_len
 
 
@@ -259,5 +262,5 @@ async def test_metrics_report_queue_ttft_tokens_and_prefix_hits(tiny_dir: Path) 
     assert "engine_generated_tokens_total 48.0" in text
     assert "engine_queue_depth 0.0" in text
     assert "engine_prefix_cache_hits_total 2.0" in text
-    rate = engine.metrics.prefix_hit_rate._value.get()
+    rate = metric(engine, "engine_prefix_cache_hit_rate")
     assert 0.3 < rate < 1.0

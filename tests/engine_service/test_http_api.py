@@ -17,7 +17,7 @@ from engine.clients import OpenAIHTTPLLM
 from engine.http_api import serve
 from engine.requests import GenerationParams
 from tests.engine_service.test_async_engine import CountingEmbedder
-from tests.engine_service.tiny import slow_down, tiny_engine
+from tests.engine_service.tiny import metric, slow_down, tiny_engine
 
 MESSAGES = [{"role": "system", "content": "Be brief."},
             {"role": "user", "content": "Where is my invoice?"}]
@@ -160,5 +160,5 @@ async def test_client_disconnect_mid_stream_cancels_the_request(
             break
         await asyncio.sleep(0.02)
     assert engine.core.sched.idle
-    assert engine.metrics.requests.labels(finish_reason="cancelled")._value.get() == 1
-    assert engine.metrics.generated._value.get() < 200
+    assert metric(engine, "engine_requests_total", finish_reason="cancelled") == 1
+    assert metric(engine, "engine_generated_tokens_total") < 200

@@ -25,7 +25,7 @@ from engine.requests import Chunk, GenerationParams
 from engine.worker import EngineWorker
 from tests.conftest import REDIS_URL
 from tests.engine_service.test_async_engine import CountingEmbedder
-from tests.engine_service.tiny import slow_down, tiny_engine
+from tests.engine_service.tiny import metric, slow_down, tiny_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 MESSAGES = [{"role": "user", "content": "How do I reset my password?"}]
@@ -88,7 +88,7 @@ async def test_killed_worker_request_completes_on_another_worker_exactly_once(
     expected = await reference(tiny_dir, 40)
     proc = subprocess.Popen(  # noqa: ASYNC220 (starting it does not block; waiting is threaded)
         [sys.executable, "-m", "tests.engine_service.worker_proc", str(tiny_dir), REDIS_URL,
-         ekeys.prefix, "doomed", "0.03"], cwd=ROOT, stdout=subprocess.PIPE,
+         ekeys.prefix, "doomed", "0.05"], cwd=ROOT, stdout=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         assert proc.stdout is not None
@@ -182,7 +182,7 @@ async def test_client_that_gives_up_stops_the_generation(
             await asyncio.sleep(0.05)
         assert pending["pending"] == 0
         assert engine.core.sched.idle  # the slot was freed long before 500 tokens
-        cancelled = engine.metrics.requests.labels(finish_reason="cancelled")._value.get()
+        cancelled = metric(engine, "engine_requests_total", finish_reason="cancelled")
         assert cancelled == 1
 
 

@@ -5,6 +5,7 @@ processes (and worker subprocesses) load bit-identical weights in milliseconds."
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import torch
@@ -78,23 +79,35 @@ def tiny_engine(directory: Path, **config: int) -> AsyncEngine:
     return AsyncEngine(model, tokenizer, EngineConfig(**defaults), model_name="tiny")  # type: ignore[arg-type]
 
 
-class SlowModel:
-    """Wraps a model so each forward takes at least ``delay_s``: lets a test act mid-stream
-    (cancel, kill, submit more) before a tiny model would have finished."""
+class ObservedModel:
+    """Wraps a model to record each forward's input shape and, with ``delay_s``, make it slow
+    enough that a test can act mid-stream (cancel, kill, submit more)."""
 
-    def __init__(self, model: LlamaForCausalLM, delay_s: float) -> None:
+    def __init__(self, model: LlamaForCausalLM, delay_s: float = 0.0) -> None:
         self._model = model
         self._delay_s = delay_s
+        self.shapes: list[tuple[int, int]] = []  # (rows, tokens per row) of each forward
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._model, name)
 
-    def __call__(self, *args: object, **kwargs: object) -> torch.Tensor:
-        import time
+    def __call__(self, input_ids: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        self.shapes.append((int(input_ids.shape[0]), int(input_ids.shape[1])))
         time.sleep(self._delay_s)
-        out: torch.Tensor = self._model(*args, **kwargs)
+        out: torch.Tensor = self._model(input_ids, *args, **kwargs)
         return out
 
 
+def observe(engine: AsyncEngine, delay_s: float = 0.0) -> ObservedModel:
+    observed = ObservedModel(engine.core.model, delay_s)
+    engine.core.model = observed  # type: ignore[assignment]
+    return observed
+
+
 def slow_down(engine: AsyncEngine, delay_s: float) -> None:
-    engine.core.model = SlowModel(engine.core.model, delay_s)  # type: ignore[assignment]
+    observe(engine, delay_s)
+
+
+def metric(engine: AsyncEngine, name: str, **labels: str) -> float:
+    """A sample from the engine's Prometheus registry (0 when never set)."""
+    return engine.metrics.registry.get_sample_value(name, labels or None) or 0.0
