@@ -188,6 +188,8 @@ def hf_generate(model: Any, batch: list[list[int]], pad_id: int) -> float:
         out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
                              max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS,
                              do_sample=False, pad_token_id=pad_id)
+    if device.type == "cuda":
+        torch.cuda.synchronize()  # kernels still queued are part of the time
     wall = time.perf_counter() - start
     return float((out.shape[1] - width) * len(batch) / wall)
 
