@@ -237,8 +237,9 @@ class EngineWorker:
 
     # -- liveness ------------------------------------------------------------------------------
     async def _heartbeat(self) -> None:
-        """Runs until cancelled, also while a stopping worker drains its last answers."""
-        interval = max(self.claim_idle_ms / 3000, 0.05)
+        """Runs until cancelled, also while a stopping worker drains its last answers. At least
+        once a second, so a client's cancel frees its KV slot promptly."""
+        interval = min(max(self.claim_idle_ms / 3000, 0.05), 1.0)
         while True:
             await asyncio.sleep(interval)
             try:
