@@ -11,10 +11,13 @@ import argparse
 import asyncio
 import os
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from bot.kb_import import load_knowledge
 from bot.kb_index import (
@@ -42,30 +45,64 @@ def encoder_path(settings: Settings, override: str | Path | None = None) -> Path
     return Path(chosen) if chosen else None
 
 
+def _weights_stamp(model_dir: Path) -> str:
+    weights = model_dir / "model.safetensors"
+    stat = weights.stat() if weights.is_file() else None
+    return f"{stat.st_size}-{stat.st_mtime_ns}" if stat else "unknown"
+
+
 class IdentifiedEncoder:
     """The engine's embedder under a name that changes whenever its weights do (path, size
     and mtime of model.safetensors), so re-training an encoder in place re-embeds the index
-    instead of mixing old and new vectors."""
+    instead of mixing old and new vectors.
+
+    It remembers the vectors of texts it has embedded (bounded): rebuilding an index for
+    another store prefix, `kb reload` and repeated questions cost a lookup, not a forward."""
+
+    CACHE_ROWS = 50_000
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
-        weights = Path(inner.model_dir or ".") / "model.safetensors"
-        stat = weights.stat() if weights.is_file() else None
-        stamp = f"{stat.st_size}-{stat.st_mtime_ns}" if stat else "unknown"
-        self._name = f"{inner.name}@{stamp}"
+        self._name = f"{inner.name}@{_weights_stamp(Path(inner.model_dir or '.'))}"
+        self._cache: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()  # embed runs in worker threads (asyncio.to_thread)
 
     @property
     def name(self) -> str:
         return self._name
 
-    def embed(self, texts: Sequence[str]) -> Any:
-        return self.inner.embed(texts)
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        with self._lock:
+            known = {t: self._cache[t] for t in texts if t in self._cache}
+        missing = [t for t in dict.fromkeys(texts) if t not in known]
+        if missing:
+            vectors = np.asarray(self.inner.embed(missing), dtype=np.float32)
+            known.update(zip(missing, vectors, strict=True))
+            with self._lock:
+                if len(self._cache) + len(missing) > self.CACHE_ROWS:
+                    self._cache.clear()  # simple and bounded; a refill is one batch away
+                self._cache.update(zip(missing, vectors, strict=True))
+        if not texts:
+            return np.zeros((0, int(self.inner.dim)), dtype=np.float32)
+        return np.stack([known[t] for t in texts])
+
+
+_ENCODERS: dict[tuple[str, str], IdentifiedEncoder] = {}
+_ENCODERS_LOCK = threading.Lock()
 
 
 def load_encoder(path: Path | None) -> IdentifiedEncoder:
-    from engine.embedder import load_embedder  # imported late: torch costs a second
+    """One encoder per model directory and weights version in a process: every bot stack,
+    reload and eval in the process shares it instead of loading the weights again."""
+    from engine.embedder import default_model_dir, load_embedder  # late: torch costs a second
 
-    return IdentifiedEncoder(load_embedder(path))
+    model_dir = Path(path) if path is not None else default_model_dir()
+    key = (str(model_dir.resolve()), _weights_stamp(model_dir))
+    with _ENCODERS_LOCK:
+        if key not in _ENCODERS:
+            _ENCODERS[key] = IdentifiedEncoder(load_embedder(model_dir))
+        return _ENCODERS[key]
 
 
 def index_storage(settings: Settings, kb_dir: Path,
