@@ -100,6 +100,9 @@ def live_defaults(settings: Settings) -> ConfigSnapshot:
     return ConfigSnapshot(
         answer_threshold=settings.answer_threshold,
         support_channels=tuple(settings.support_channels), agent_channel=settings.agent_channel,
+        agent_channels=tuple((platform, channel) for platform, channel in (
+            ("slack", settings.slack_agent_channel),
+            ("discord", settings.discord_agent_channel)) if channel),
         business_hours=settings.business_hours, rate_limit=settings.rate_limit,
         rate_window_s=settings.rate_window_s, claim_timeout_min=settings.claim_timeout_min,
         max_reminders=settings.max_reminders)

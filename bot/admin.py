@@ -19,7 +19,7 @@ from bot.admin_views import CommandReply, ReplySection, error
 from bot.analytics import Analytics, report_lines
 from bot.authz import Authorizer, Caller, Role
 from bot.handoff import Handoff
-from bot.live_config import SETTABLE, ConfigError, LiveConfig
+from bot.live_config import CLEARABLE, SETTABLE, ConfigError, LiveConfig
 from bot.ports import Clock, ConversationStore, SystemClock
 from bot.tickets import Ticket
 
@@ -320,8 +320,7 @@ class AdminCommands:
             raise UsageError
         name = p.args[0]
         value = p.rest[len(name):].strip().strip('"').strip("'")
-        if not value and name != "business_hours" and name != "agent_channel" \
-                and name != "support_channels":
+        if not value and name not in CLEARABLE:
             raise UsageError
         try:
             stored = await self.live.set(name, value)

@@ -9,8 +9,10 @@ Implement (one per platform):
   ``update_card(card_id, card)``, ``notify_agents(channel, text, card_id)`` (reminders; Slack:
   reply in the card's thread, Discord: a message referencing the card),
   ``customer_outbox(key) -> Outbox`` bound to the customer's thread/DM, and
-  ``link(key) -> permalink`` of the customer's conversation. ``channel`` is the live-config
-  ``agent_channel`` ("" = the adapter's own default agents' channel).
+  ``link(key) -> permalink`` of the customer's conversation. ``channel`` is the agents'
+  channel of the conversation's platform, decided here from live config
+  (``agent_channel.<platform>``, else ``agent_channel``; see
+  ``ConfigSnapshot.agent_channel_for``); "" means none is configured and the desk raises.
 * Render ``bot.tickets.TicketCard`` (title, lines, fields, buttons with ``Action`` ids from
   bot/actions.py and the ticket id as value, link, colour). Buttons disappear when a ticket
   closes: always re-render the whole card from ``update_card``.
@@ -82,7 +84,7 @@ class AgentDesk(Protocol):
     """The agents' side of one platform, implemented by its adapter."""
 
     async def post_card(self, channel: str, card: TicketCard) -> str:
-        """Post a ticket card to the agents' channel ("" = adapter default); returns its id."""
+        """Post a ticket card to the agents' `channel`; returns its id."""
         ...
 
     async def update_card(self, card_id: str, card: TicketCard) -> None:
@@ -190,7 +192,8 @@ class Handoff:
             return
         cfg = await self.live.snapshot()
         try:
-            card_id = await desk.post_card(cfg.agent_channel, ticket_card(ticket))
+            card_id = await desk.post_card(cfg.agent_channel_for(ticket.conversation.platform),
+                                           ticket_card(ticket))
         except Exception:
             log.exception("posting the card of ticket %s failed; the sweeper retries", ticket.id)
             return
@@ -363,7 +366,8 @@ class Handoff:
                 if desk is not None:
                     try:
                         await desk.notify_agents(
-                            cfg.agent_channel, f"Reminder: ticket {ticket.id} has waited "
+                            cfg.agent_channel_for(key.platform),
+                            f"Reminder: ticket {ticket.id} has waited "
                             f"{waited} without an agent.", ticket.card_id)
                     except Exception:
                         log.exception("reminder for ticket %s failed", ticket.id)

@@ -43,11 +43,31 @@ def _hours(text: str) -> str:
     return text.strip()
 
 
+# Channel ids belong to one platform, so a process serving several platforms needs each one's
+# own agents' channel; `agent_channel` stays the fallback for a platform without one.
+AGENT_CHANNEL_PLATFORMS = ("slack", "discord")
+
+
+def agent_channel_key(platform: str) -> str:
+    """The live-config key of one platform's agents' channel: `agent_channel.slack`."""
+    return f"agent_channel.{platform}"
+
+
+def no_agent_channel(platform: str) -> str:
+    """What a desk raises when tickets of `platform` have no agents' channel to go to."""
+    return (f"no agents' channel for {platform.title()}: set "
+            f"SUPPORTBOT_{platform.upper()}_AGENT_CHANNEL (or SUPPORTBOT_AGENT_CHANNEL), or "
+            f"`/support config set {agent_channel_key(platform)} <channel id>`")
+
+
 # key -> (validator turning text into the stored form, description)
 SETTABLE: dict[str, tuple[Callable[[str], str], str]] = {
     "answer_threshold": (_float_in(0.0, 1.0), "minimum confidence to answer (0-1)"),
     "support_channels": (_channels, "channel ids the bot answers in (comma-separated)"),
-    "agent_channel": (str.strip, "channel id for ticket cards"),
+    "agent_channel": (str.strip, "channel id for ticket cards (platforms without their own)"),
+    **{agent_channel_key(p): (str.strip, f"channel id for ticket cards from {p.title()} "
+                                         f"(empty: agent_channel)")
+       for p in AGENT_CHANNEL_PLATFORMS},
     "business_hours": (_hours, "e.g. 'mon-fri 09:00-17:00 Europe/Berlin'; empty = always"),
     "rate_limit": (_int_at_least(1), "messages per user per rate window"),
     "rate_window_s": (_float_in(1.0, 86400.0), "rate window in seconds"),
@@ -55,6 +75,9 @@ SETTABLE: dict[str, tuple[Callable[[str], str], str]] = {
                                                   "reminds agents"),
     "max_reminders": (_int_at_least(0), "reminders per unclaimed ticket"),
 }
+# Keys an admin may set to "" (cleared: no hours, no channels, or back to the fallback).
+CLEARABLE = frozenset({"business_hours", "support_channels", "agent_channel",
+                       *(agent_channel_key(p) for p in AGENT_CHANNEL_PLATFORMS)})
 PAUSED = "paused_channels"  # managed by pause/resume; "*" pauses every channel
 
 
@@ -63,6 +86,7 @@ class ConfigSnapshot:
     answer_threshold: float = 0.5
     support_channels: tuple[str, ...] = ()
     agent_channel: str = ""
+    agent_channels: tuple[tuple[str, str], ...] = ()  # (platform, channel): its own one
     business_hours: str = ""
     rate_limit: int = 10
     rate_window_s: float = 60.0
@@ -74,6 +98,11 @@ class ConfigSnapshot:
     def claim_timeout_s(self) -> float:
         return self.claim_timeout_min * 60.0
 
+    def agent_channel_for(self, platform: str) -> str:
+        """Where ticket cards of `platform`'s conversations go: that platform's own agents'
+        channel, else the shared `agent_channel` ("" = none set; the desk says so)."""
+        return dict(self.agent_channels).get(platform, "") or self.agent_channel
+
     def is_paused(self, channel: str) -> bool:
         return "*" in self.paused_channels or channel in self.paused_channels
 
@@ -82,6 +111,8 @@ class ConfigSnapshot:
             "answer_threshold": f"{self.answer_threshold:g}",
             "support_channels": ",".join(self.support_channels),
             "agent_channel": self.agent_channel,
+            **{agent_channel_key(p): dict(self.agent_channels).get(p, "")
+               for p in AGENT_CHANNEL_PLATFORMS},
             "business_hours": self.business_hours,
             "rate_limit": str(self.rate_limit),
             "rate_window_s": f"{self.rate_window_s:g}",
@@ -111,6 +142,8 @@ def merge(defaults: ConfigSnapshot, stored: Mapping[str, str]) -> ConfigSnapshot
         answer_threshold=float(values["answer_threshold"]),
         support_channels=tuple(_split(values["support_channels"])),
         agent_channel=values["agent_channel"],
+        agent_channels=tuple((p, values[agent_channel_key(p)]) for p in AGENT_CHANNEL_PLATFORMS
+                             if values[agent_channel_key(p)]),
         business_hours=values["business_hours"],
         rate_limit=int(values["rate_limit"]),
         rate_window_s=float(values["rate_window_s"]),

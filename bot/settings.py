@@ -45,7 +45,13 @@ class Settings(BaseSettings):
     kb_dir: Path = Field(DEFAULT_KB, description="knowledge-base directory of Markdown articles")
     support_channels: Annotated[list[str], NoDecode] = Field(default_factory=list,
                                         description="channel ids the bot answers in")
-    agent_channel: str = Field("", description="channel id where ticket cards go")
+    agent_channel: str = Field("", description="channel id where ticket cards go, for every "
+                               "platform without its own (below)")
+    # Channel ids are per platform: `supportbot run` serving Slack and Discord needs both.
+    slack_agent_channel: str = Field("", description="Slack channel id for ticket cards from "
+                                     "Slack; empty = agent_channel")
+    discord_agent_channel: str = Field("", description="Discord channel id for ticket cards "
+                                       "from Discord; empty = agent_channel")
     answer_threshold: float = Field(0.5, ge=0.0, le=1.0,
                                     description="minimum confidence to answer, else escalate")
     rate_limit: int = Field(10, ge=1, description="messages per user per rate window")

@@ -47,6 +47,7 @@ class RecordingDesk:
         self._ids = itertools.count(1)
         self.cards: dict[str, TicketCard] = {}
         self.card_log: list[tuple[str, str, TicketCard]] = []  # (op, card id, card)
+        self.card_channels: list[str] = []  # the channel each posted card was sent to
         self.agent_notices: list[tuple[str, str, str]] = []  # (channel, text, card id)
         self.outboxes: dict[ConversationKey, RecordingOutbox] = {}
         self.fail_cards = fail_cards  # the next N post_card calls raise
@@ -57,6 +58,7 @@ class RecordingDesk:
             raise ConnectionError("platform down")
         card_id = f"card{next(self._ids)}"
         self.cards[card_id] = card
+        self.card_channels.append(channel)
         self.card_log.append(("post", card_id, card))
         return card_id
 

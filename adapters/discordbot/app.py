@@ -26,8 +26,7 @@ def build_discord(settings: Settings, **client_options: Any) -> tuple[SupportCli
     client = SupportClient(support.bot, MessageRouter(support.bot.store, support.live),
                            message_content=settings.discord_message_content,
                            admin=support.admin, buttons=support.interactions, **client_options)
-    desks["discord"] = DiscordAgentDesk(client, settings.agent_channel,
-                                        settings.discord_agent_role)
+    desks["discord"] = DiscordAgentDesk(client, settings.discord_agent_role)
     return client, support
 
 

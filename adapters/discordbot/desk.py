@@ -13,6 +13,7 @@ import discord
 
 from adapters.discordbot.outbox import DiscordOutbox, FixedTarget
 from adapters.discordbot.render import NO_MENTIONS, card_kwargs
+from bot.live_config import no_agent_channel
 from bot.models import ConversationKey
 from bot.tickets import TicketCard
 
@@ -42,17 +43,15 @@ def customer_outbox(client: discord.Client, key: ConversationKey) -> DiscordOutb
 
 
 class DiscordAgentDesk:
-    def __init__(self, client: discord.Client, agent_channel: str = "",
-                 agent_role: str = "") -> None:
+    def __init__(self, client: discord.Client, agent_role: str = "") -> None:
         self.client = client
-        self.default_channel = agent_channel
         self.agent_role = agent_role
 
     def _channel(self, channel: str) -> discord.PartialMessageable:
-        chosen = channel or self.default_channel
-        if not chosen:
-            raise ValueError("no agents' channel configured (SUPPORTBOT_AGENT_CHANNEL)")
-        return self.client.get_partial_messageable(int(chosen))
+        """The agents' channel bot/handoff.py chose for Discord ("": none configured)."""
+        if not channel:
+            raise ValueError(no_agent_channel("discord"))
+        return self.client.get_partial_messageable(int(channel))
 
     def _ping(self) -> tuple[str, discord.AllowedMentions]:
         """The agents' role mention, allowed to ping that role and nothing else."""
@@ -78,12 +77,13 @@ class DiscordAgentDesk:
     async def notify_agents(self, channel: str, text: str, card_id: str = "") -> None:
         ping, mentions = self._ping()
         kwargs: dict[str, Any] = {}
-        target = self._channel(channel)
-        if card_id:
+        if card_id:  # a reply to the card, wherever it was posted
             card_channel, message_id = parse_card_id(card_id)
             target = self.client.get_partial_messageable(card_channel)
             kwargs["reference"] = target.get_partial_message(message_id)
             kwargs["mention_author"] = False
+        else:
+            target = self._channel(channel)
         await target.send(content=f"{ping}{text}", allowed_mentions=mentions, **kwargs)
 
     def customer_outbox(self, key: ConversationKey) -> DiscordOutbox:

@@ -14,6 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack.cards import card_message
 from adapters.slack.events import DM_THREAD
 from adapters.slack.outbox import SlackOutbox
+from bot.live_config import no_agent_channel
 from bot.models import ConversationKey
 from bot.tickets import TicketCard
 
@@ -37,16 +38,14 @@ def reply_thread(key: ConversationKey) -> str | None:
 
 
 class SlackAgentDesk:
-    def __init__(self, client: AsyncWebClient, default_channel: str = "") -> None:
+    def __init__(self, client: AsyncWebClient) -> None:
         self.client = client
-        self.default_channel = default_channel
 
     def _channel(self, channel: str) -> str:
-        chosen = channel or self.default_channel
-        if not chosen:
-            raise ValueError("no agents' channel: set SUPPORTBOT_AGENT_CHANNEL "
-                             "or `/support config set agent_channel <id>`")
-        return chosen
+        """The agents' channel bot/handoff.py chose for Slack ("": none configured)."""
+        if not channel:
+            raise ValueError(no_agent_channel("slack"))
+        return channel
 
     async def post_card(self, channel: str, card: TicketCard) -> str:
         target = self._channel(channel)

@@ -38,7 +38,7 @@ def settings_problems(settings: Settings) -> list[str]:
 
 def build_slack(settings: Settings) -> tuple[SlackAdapter, Support]:
     client = make_client(settings.slack_bot_token, settings.slack_api_url)
-    support = build_support(settings, {"slack": SlackAgentDesk(client, settings.agent_channel)})
+    support = build_support(settings, {"slack": SlackAgentDesk(client)})
     adapter = SlackAdapter(
         support.bot, client, MessageRouter(support.bot.store, support.live),
         signing_secret=settings.slack_signing_secret, admin=support.admin,

@@ -90,7 +90,7 @@ def stack(store: RedisStore, redis_keys: Keys, answerer: Answerer,
                                                      agent_channel=AGENT_CHANNEL))
     tickets = RedisTicketStore(store.client, redis_keys)
     analytics = Analytics(kv, redis_keys)
-    handoff = Handoff(tickets, store, {"slack": SlackAgentDesk(client, AGENT_CHANNEL)}, live,
+    handoff = Handoff(tickets, store, {"slack": SlackAgentDesk(client)}, live,
                       analytics=analytics)
     authorizer = Authorizer(AuthConfig.build(admin_users=[ADMIN], agent_users=[AGENT]))
     bot = SupportBot(store, answerer, handoff=handoff, live=live, analytics=analytics)
