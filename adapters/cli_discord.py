@@ -4,12 +4,10 @@ link that adds the bot to a server with the permissions it needs."""
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import logging
 import sys
 from typing import Any
 
+from adapters.serve import serve_forever, until_signalled
 from bot.settings import Settings, SettingsError, load_settings
 
 
@@ -55,10 +53,7 @@ def run(args: argparse.Namespace) -> int:
         print("discord: set SUPPORTBOT_DISCORD_TOKEN (see deploy/discord-setup.md)",
               file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from adapters.discordbot.app import run_discord  # discord.py loads only when needed
 
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the way to stop it
-        asyncio.run(run_discord(settings))
-    return 0
+    # SIGTERM / Ctrl-C: stop taking events, finish replies, close (adapters/lifecycle.py)
+    return serve_forever(until_signalled(lambda stop: run_discord(settings, stop)))

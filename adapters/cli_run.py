@@ -2,27 +2,21 @@
 
 The embedded default (design.md, "Processes"): Slack and/or Discord share one bot stack (one
 store, handoff, tickets and live config; adapters/wiring.one_support_stack), one engine
-client and one handoff sweeper. Each platform is built by its own process builder, so this
-process and `supportbot slack` / `supportbot discord` wire a platform the same way.
+client and one handoff sweeper. Each platform is built by its own process builder and served
+by adapters/lifecycle.py, so this process and `supportbot slack` / `supportbot discord` wire,
+start and stop a platform the same way.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import logging
 import sys
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
-from adapters.llm_factory import ClosableLLM, build_llm
-from adapters.serve import serve_forever, stop_on_signals
-from adapters.wiring import Support, one_support_stack
+from adapters.lifecycle import AdapterBuilder, serve_adapters
+from adapters.serve import serve_forever, until_signalled
 from bot.settings import Settings, SettingsError, load_settings
-
-log = logging.getLogger(__name__)
 
 NO_ADAPTER = (
     "run: no adapter has credentials. Set at least one of:\n"
@@ -51,13 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if not platforms:
         print(NO_ADAPTER, file=sys.stderr)
         return 2
-    return serve_forever(_until_signalled(settings))
-
-
-async def _until_signalled(settings: Settings) -> None:
-    stop = asyncio.Event()
-    stop_on_signals(stop)
-    await run_adapters(settings, stop)
+    return serve_forever(until_signalled(lambda stop: run_adapters(settings, stop)))
 
 
 def configured_platforms(settings: Settings) -> tuple[list[str], list[str]]:
@@ -75,111 +63,22 @@ def configured_platforms(settings: Settings) -> tuple[list[str], list[str]]:
     return platforms, problems
 
 
-def engine_client(settings: Settings) -> ClosableLLM:
-    """The process's one engine client (SUPPORTBOT_LLM: in-process by default, or shared
-    `supportbot engine` workers, or an OpenAI-compatible server), shared by every adapter
-    through the one stack. In-process it loads the model: seconds of CPU."""
-    return build_llm(settings)
+def build_adapter(platform: str) -> AdapterBuilder:
+    """The platform's own process builder, the one `supportbot slack` / `discord` use; its
+    libraries are imported only when that platform runs."""
+    if platform == "slack":
+        from adapters.slack.process import slack_adapter
 
+        return slack_adapter
+    from adapters.discordbot.app import discord_adapter
 
-# ---- the adapters ----------------------------------------------------------------------------
-
-
-@dataclass
-class Adapter:
-    """One platform, built (no network yet) and ready to start."""
-
-    label: str  # for the log
-    support: Support
-    start: Callable[[], Awaitable[asyncio.Task[None] | None]]  # a task: its connection loop
-    stop: Callable[[], Awaitable[None]]  # stop taking events, finish replies, disconnect
-
-
-def build_slack_adapter(settings: Settings) -> Adapter:
-    from adapters.slack.process import build_slack, make_runner
-
-    adapter, support = build_slack(settings)
-    runner = make_runner(adapter, settings)
-
-    async def start() -> None:  # Socket Mode reconnects on its own: nothing to watch
-        await runner.start()
-
-    return Adapter(f"slack ({settings.slack_mode} mode)", support, start, runner.stop)
-
-
-def build_discord_adapter(settings: Settings) -> Adapter:
-    from adapters.discordbot.app import build_discord
-
-    client, support = build_discord(settings)
-    task: asyncio.Task[None] | None = None
-
-    async def start() -> asyncio.Task[None]:
-        nonlocal task
-        if not settings.discord_message_content:
-            log.warning("discord: message-content intent off: only mentions and DMs are "
-                        "answered")
-        task = asyncio.create_task(client.start(settings.discord_token, reconnect=True))
-        return task
-
-    async def stop() -> None:
-        await client.close()  # waits for replies being written, then disconnects
-        if task is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task  # its outcome, if it crashed, was reported by run_adapters
-
-    return Adapter("discord", support, start, stop)
-
-
-BUILDERS: dict[str, Callable[[Settings], Adapter]] = {
-    "slack": build_slack_adapter, "discord": build_discord_adapter}
+    return discord_adapter
 
 
 async def run_adapters(settings: Settings, stop: asyncio.Event) -> None:
-    """Serve every configured platform until `stop` is set, then stop taking events, let
-    replies finish, stop the sweeper, close the stack and the engine client. A platform whose
-    connection loop ends on its own takes the process down with it (its error re-raised), so
-    a supervisor restarts the whole process rather than leaving it half-serving."""
+    """Serve every configured platform until `stop` is set (adapters/lifecycle.py: one
+    engine client, one stack, one sweeper; drained and closed in reverse on stop)."""
     platforms, problems = configured_platforms(settings)
     if problems or not platforms:
         raise ValueError("\n".join(problems) or NO_ADAPTER)
-    async with contextlib.AsyncExitStack() as cleanup:  # unwinds in reverse order
-        # Off the event loop: a model load must not keep SIGTERM from being handled.
-        llm = await asyncio.to_thread(engine_client, settings)
-        cleanup.push_async_callback(llm.close)
-        with one_support_stack(settings, llm):
-            adapters = [BUILDERS[name](settings) for name in platforms]
-        support = adapters[0].support  # the same object for each (one_support_stack)
-        cleanup.push_async_callback(support.close)
-        sweeper = asyncio.create_task(support.sweeper.run())
-        cleanup.push_async_callback(_cancel, sweeper)
-        watched: dict[asyncio.Task[Any], str] = {}
-        for adapter in adapters:
-            task = await adapter.start()
-            cleanup.push_async_callback(adapter.stop)
-            if task is not None:
-                watched[task] = adapter.label
-        _log_started(settings, adapters)
-        stopped = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait([stopped, *watched], return_when=asyncio.FIRST_COMPLETED)
-        await _cancel(stopped)
-        for ended in done & watched.keys():
-            log.error("run: %s stopped on its own; stopping every adapter", watched[ended])
-            await cleanup.aclose()
-            ended.result()  # re-raise what ended it
-            raise RuntimeError(f"{watched[ended]} stopped unexpectedly")
-    log.info("run: stopped")
-
-
-def _log_started(settings: Settings, adapters: list[Adapter]) -> None:
-    log.info("run: started %s, sharing one bot stack and one engine client (%s)",
-             ", ".join(a.label for a in adapters), settings.llm)
-    if not settings.redis_url:
-        log.warning("run: no SUPPORTBOT_REDIS_URL: the in-memory store is single-process; "
-                    "run no other supportbot process against this bot, or set "
-                    "SUPPORTBOT_REDIS_URL")
-
-
-async def _cancel(task: asyncio.Task[Any]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await serve_adapters("run", settings, [build_adapter(p) for p in platforms], stop)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from adapters.serve import serve_forever
+from adapters.serve import serve_forever, until_signalled
 from bot.settings import SettingsError, load_settings
 
 
@@ -35,4 +35,5 @@ def run(args: argparse.Namespace) -> int:
     if problems:
         print("slack: missing settings:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
-    return serve_forever(run_slack(settings))
+    # SIGTERM / Ctrl-C: stop taking events, finish replies, close (adapters/lifecycle.py)
+    return serve_forever(until_signalled(lambda stop: run_slack(settings, stop)))

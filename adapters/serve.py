@@ -1,6 +1,6 @@
-"""Run a long-lived adapter process from a CLI subcommand: log to stderr, stop on Ctrl-C.
+"""Run a long-lived process from a CLI subcommand: log to stderr, stop on SIGTERM / Ctrl-C.
 
-Shared by the `supportbot slack` / `discord` style commands so they start and stop alike.
+Shared by `supportbot run`, `slack`, `discord` and `engine` so they start and stop alike.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -31,3 +31,17 @@ def stop_on_signals(stop: asyncio.Event,
     loop = asyncio.get_running_loop()
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
+
+
+async def until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run `main(stop)` with `stop` set on SIGTERM or SIGINT (stop_on_signals), then remove
+    those handlers again, leaving the event loop as it found it."""
+    stop = asyncio.Event()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    stop_on_signals(stop, signals)
+    try:
+        await main(stop)
+    finally:
+        loop = asyncio.get_running_loop()
+        for sig in signals:
+            loop.remove_signal_handler(sig)

@@ -10,20 +10,22 @@ import asyncio
 import json
 import logging
 import os
-import signal
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from adapters.cli import main
 from adapters.cli_run import run_adapters
 from bot.settings import load_settings
+from tests.cli_process import run_then_sigterm, slack_env
 from tests.discord_e2e.conftest import World, fake, world  # noqa: F401  (fixtures)
 from tests.discord_e2e.fake_discord import FakeDiscord
-from tests.slack.conftest import SUPPORT_CHANNEL, fake_slack  # noqa: F401  (fixture)
+from tests.fake_engine import ANSWER, CITATION, GENERATED, FakeEngine, engine  # noqa: F401
+from tests.slack.conftest import (  # noqa: F401  (fixture)
+    AGENT_CHANNEL,
+    SUPPORT_CHANNEL,
+    fake_slack,
+)
 from tests.slack.fake_slack import (
     APP_TOKEN,
     BOT_TOKEN,
@@ -32,58 +34,8 @@ from tests.slack.fake_slack import (
     slash_command,
 )
 
-CITATION = "help.tallyhub.example/reset-password"  # examples/kb/reset-password.md url
-# What the fake engine generates: a sentence of that article, so that an answer is the same
-# whether the answerer generates it or quotes the article; ticket summaries show it verbatim.
-GENERATED = "We email a reset link that works for 30 minutes."
-ANSWER = "We email a reset link"
 SLACK_AGENT = "U0AGENT"
-REPO = Path(__file__).resolve().parents[1]
 FIRST_ANSWER_S = 180  # the first answer may build the KB's embedding index
-
-
-class FakeEngine:
-    """An OpenAI-compatible server that streams GENERATED and records each request."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.url = ""
-        self._runner: web.AppRunner | None = None
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/v1/models", self._models)
-        app.router.add_post("/v1/chat/completions", self._chat)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}/v1"
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def _models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": "fake", "object": "model"}]})
-
-    async def _chat(self, request: web.Request) -> web.StreamResponse:
-        self.requests.append(await request.json())
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        for text, finish in ((GENERATED, None), ("", "stop")):
-            chunk = {"choices": [{"index": 0, "delta": {"content": text},
-                                  "finish_reason": finish}]}
-            await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
-        await resp.write(b"data: [DONE]\n\n")
-        return resp
-
-
-@pytest.fixture
-async def engine() -> Any:
-    server = FakeEngine()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture
@@ -110,8 +62,10 @@ async def test_one_process_serves_slack_and_discord_from_one_stack(
     settings = load_settings(  # no Redis URL: the in-memory store, which only sharing can see
         slack_bot_token=BOT_TOKEN, slack_app_token=APP_TOKEN, slack_api_url=fake_slack.api_url,
         discord_token="fake-token", support_channels=[SUPPORT_CHANNEL, world.support],
-        agent_channel=world.agents, agent_users=[SLACK_AGENT], rate_limit=100,
-        llm="http", llm_url=engine.url)
+        # Channel ids are per platform: each one's agents' channel (the shared
+        # SUPPORTBOT_AGENT_CHANNEL is what used to send both platforms' cards to one id).
+        slack_agent_channel=AGENT_CHANNEL, discord_agent_channel=world.agents,
+        agent_users=[SLACK_AGENT], rate_limit=100, llm="http", llm_url=engine.url)
     stop = asyncio.Event()
     process = asyncio.create_task(run_adapters(settings, stop))
     try:
@@ -123,6 +77,9 @@ async def test_one_process_serves_slack_and_discord_from_one_stack(
         # A question the KB cannot answer, asked on Discord, becomes a ticket there ...
         await fake.say(world.support, world.customer, "my invoice numbers jumped from 17 to 94")
         await fake.wait_until(lambda: len(fake.bot_messages(world.agents)) == 1)
+        # ... and one asked on Slack becomes a ticket in Slack's agents' channel.
+        await ask_slack(fake_slack, "my export to DATEV shows the wrong VAT rate")
+        await fake_slack.wait_for(lambda: bool(fake_slack.in_channel(AGENT_CHANNEL)))
         # ... that a Slack agent sees: one ticket store behind both platforms.
         await fake_slack.send_envelope("slash_commands",
                                        slash_command(fake_slack, "tickets", SLACK_AGENT))
@@ -135,8 +92,12 @@ async def test_one_process_serves_slack_and_discord_from_one_stack(
     [discord_reply] = fake.bot_messages(on_discord["id"])
     assert ANSWER in discord_reply["content"] and CITATION in json.dumps(discord_reply)
     # The ticket's summary was written through the engine client built from the settings.
-    [card] = fake.bot_messages(world.agents)
+    [card] = fake.bot_messages(world.agents)  # the Discord ticket's card only
     assert GENERATED in json.dumps(card) and engine.requests
+    assert "carol" in json.dumps(card)  # the Discord customer
+    [slack_card] = fake_slack.in_channel(AGENT_CHANNEL)
+    assert slack_card.text.startswith("Ticket ") and "carol" not in slack_card.text
+    assert any(b["type"] == "actions" for b in slack_card.blocks)  # Claim / Resolve / ...
     listing = fake_slack.responses[0]["text"]  # the Discord ticket, listed on Slack
     assert "open  carol" in listing and "discord.com/channels/" in listing
     assert not fake.connected  # stopping closed the gateway connection
@@ -146,29 +107,18 @@ async def test_one_process_serves_slack_and_discord_from_one_stack(
     assert "in-memory store is single-process" in logged
 
 
-async def test_cli_process_answers_then_stops_on_sigterm(clean_env: dict[str, str],
-                                                         fake_slack: FakeSlack,  # noqa: F811
-                                                         engine: FakeEngine) -> None:
-    env = {**clean_env, "SUPPORTBOT_SLACK_BOT_TOKEN": BOT_TOKEN,
-           "SUPPORTBOT_LLM": "http", "SUPPORTBOT_LLM_URL": engine.url,
-           "SUPPORTBOT_SLACK_APP_TOKEN": APP_TOKEN,
-           "SUPPORTBOT_SLACK_API_URL": fake_slack.api_url,
-           "SUPPORTBOT_SUPPORT_CHANNELS": SUPPORT_CHANNEL,
-           "PYTHONPATH": str(REPO)}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "adapters.cli", "run", env=env, cwd=REPO,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    try:
+async def test_cli_process_answers_then_stops_on_sigterm(fake_slack: FakeSlack,  # noqa: F811
+                                                         engine: FakeEngine  # noqa: F811
+                                                         ) -> None:
+    question: dict[str, Any] = {}
+
+    async def ask() -> None:
         await fake_slack.wait_connected(within_s=60)  # a cold start imports slack-bolt, torch
-        question = await ask_slack(fake_slack, "How do I reset my password?", FIRST_ANSWER_S)
-        proc.send_signal(signal.SIGTERM)
-        _, err = await asyncio.wait_for(proc.communicate(), 30)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    log = err.decode()
-    assert proc.returncode == 0, log
+        question.update(await ask_slack(fake_slack, "How do I reset my password?",
+                                        FIRST_ANSWER_S))
+
+    status, log = await run_then_sigterm("run", slack_env(fake_slack, engine), ask)
+    assert status == 0, log
     [reply] = fake_slack.thread(SUPPORT_CHANNEL, question["ts"])
     assert ANSWER in reply.text and CITATION in json.dumps(reply.blocks)
     assert "started slack (socket mode), sharing one bot stack and one engine client " \

@@ -1,5 +1,5 @@
 """Assemble a Discord process: the platform-neutral support stack (adapters/wiring.py) plus
-the discord.py client and its AgentDesk, and run it until stopped."""
+the discord.py client and its AgentDesk; adapters/lifecycle.py starts and stops it."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from typing import Any
 
 from adapters.discordbot.client import SupportClient
 from adapters.discordbot.desk import DiscordAgentDesk
+from adapters.lifecycle import Adapter, serve_adapters
 from adapters.wiring import Support, build_support
 from bot.handoff import AgentDesk
+from bot.ports import LLM
 from bot.routing import MessageRouter
 from bot.settings import Settings
 
@@ -30,17 +32,33 @@ def build_discord(settings: Settings, **client_options: Any) -> tuple[SupportCli
     return client, support
 
 
-async def run_discord(settings: Settings) -> None:
-    """Connect (reconnecting and resuming on its own) until cancelled or closed."""
+def discord_adapter(settings: Settings) -> Adapter:
+    """Discord, built and ready to start (adapters/lifecycle.py serves it)."""
     client, support = build_discord(settings)
-    if not settings.discord_message_content:
-        log.warning("discord: message-content intent off: only mentions and DMs are answered")
-    sweeper = asyncio.create_task(support.sweeper.run())
-    try:
-        async with client:
-            await client.start(settings.discord_token, reconnect=True)
-    finally:
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
-        await support.close()
+    task: asyncio.Task[None] | None = None
+
+    async def start() -> asyncio.Task[None]:
+        nonlocal task
+        if not settings.discord_message_content:
+            log.warning("discord: message-content intent off: only mentions and DMs are "
+                        "answered")
+        # Reconnects and resumes on its own; the task ends only when closed or on a fatal
+        # error (bad token, intents refused), which lifecycle turns into a process exit.
+        task = asyncio.create_task(client.start(settings.discord_token, reconnect=True))
+        return task
+
+    async def stop() -> None:
+        await client.close()  # waits for replies being written, then disconnects
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task  # its outcome, if it crashed, was reported by serve_adapters
+
+    return Adapter("discord", support, start, stop)
+
+
+async def run_discord(settings: Settings, stop: asyncio.Event | None = None,
+                      llm: LLM | None = None) -> None:
+    """`supportbot discord`: serve Discord until `stop` is set (or the task is cancelled),
+    with the engine client SUPPORTBOT_LLM names (or `llm`, which the caller closes), then
+    drain and close."""
+    await serve_adapters("discord", settings, [discord_adapter], stop or asyncio.Event(), llm)

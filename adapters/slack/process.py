@@ -1,21 +1,23 @@
 """One Slack adapter process: wire the support stack to Slack and run until stopped.
 
-Used by `supportbot slack` (adapters/cli_slack.py). The platform-neutral stack comes from
-adapters/wiring.build_support; this module only adds what is Slack's: the Web API client,
-the agent desk, the bolt app and the Socket Mode or HTTP runner.
+Used by `supportbot slack` (adapters/cli_slack.py) and `supportbot run`. The platform-neutral
+stack comes from adapters/wiring.build_support and the start/stop sequence (engine client,
+sweeper, drain) from adapters/lifecycle.py; this module only adds what is Slack's: the Web
+API client, the agent desk, the bolt app and the Socket Mode or HTTP runner.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
+from adapters.lifecycle import Adapter, serve_adapters
 from adapters.slack.app import SlackAdapter
 from adapters.slack.client import make_client
 from adapters.slack.desk import SlackAgentDesk
 from adapters.slack.runners import HttpRunner, SocketModeRunner
 from adapters.wiring import Support, build_support
+from bot.ports import LLM
 from bot.routing import MessageRouter
 from bot.settings import Settings
 
@@ -53,17 +55,21 @@ def make_runner(adapter: SlackAdapter, settings: Settings) -> SocketModeRunner |
     return SocketModeRunner(adapter, settings.slack_app_token)
 
 
-async def run_slack(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Serve Slack until `stop` is set (or the task is cancelled), then drain and close."""
+def slack_adapter(settings: Settings) -> Adapter:
+    """Slack, built and ready to start (adapters/lifecycle.py serves it)."""
     adapter, support = build_slack(settings)
     runner = make_runner(adapter, settings)
-    sweeper = asyncio.create_task(support.sweeper.run())
-    try:
+
+    async def start() -> None:  # Socket Mode reconnects on its own: nothing to watch
         await runner.start()
-        await (stop or asyncio.Event()).wait()
-    finally:
-        await runner.stop()  # stops taking events, then lets scheduled work finish
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
-        await support.close()
+
+    # runner.stop: stops taking events, then lets scheduled work (replies) finish
+    return Adapter(f"slack ({settings.slack_mode} mode)", support, start, runner.stop)
+
+
+async def run_slack(settings: Settings, stop: asyncio.Event | None = None,
+                    llm: LLM | None = None) -> None:
+    """`supportbot slack`: serve Slack until `stop` is set (or the task is cancelled), with
+    the engine client SUPPORTBOT_LLM names (or `llm`, which the caller closes), then drain
+    and close."""
+    await serve_adapters("slack", settings, [slack_adapter], stop or asyncio.Event(), llm)
