@@ -24,7 +24,7 @@ from engine.llama import LlamaForCausalLM
 from engine.loader import LoadedModel
 from engine.tokenizer import Tokenizer
 
-SUPPORTED_TYPES = frozenset({
+SUPPORTED_TYPES: frozenset[Q] = frozenset({
     Q.F32, Q.F16, Q.BF16, Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0,
     Q.Q2_K, Q.Q3_K, Q.Q4_K, Q.Q5_K, Q.Q6_K,
 })

@@ -39,7 +39,7 @@ def test_missing_package_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) 
         raise metadata.PackageNotFoundError(name)
 
     monkeypatch.delenv(defaults.MODEL_ENV, raising=False)
-    monkeypatch.setattr(defaults.metadata, "distribution", no_dist)
+    monkeypatch.setattr("engine.defaults.metadata.distribution", no_dist)
     with pytest.raises(ModelNotFound) as info:
         defaults.default_model_path()
     message = str(info.value)

@@ -55,7 +55,7 @@ def test_qwen2_gguf_keeps_rows_unpermuted_and_loads_biases(tmp_path: Path) -> No
     base = {k: v for k, v in hf_config(vocab_size=280).to_dict().items()
             if k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
                      "num_attention_heads", "num_key_value_heads", "rms_norm_eps")}
-    cfg = Qwen2Config(**base, attn_implementation="eager")
+    cfg = Qwen2Config(**base, attn_implementation="eager")  # type: ignore[call-arg]
     ref = hf_model(cfg)
     loaded = load_gguf(write_gguf(tmp_path / "qwen.gguf", ref, arch="qwen2", pre="qwen2"), CPU)
     assert loaded.config.attention_bias
@@ -67,7 +67,7 @@ def test_qwen2_gguf_keeps_rows_unpermuted_and_loads_biases(tmp_path: Path) -> No
 @pytest.mark.parametrize("qtype", [GGMLQuantizationType.Q8_0, GGMLQuantizationType.F16,
                                    GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q4_1,
                                    GGMLQuantizationType.Q5_1, GGMLQuantizationType.BF16])
-def test_quantised_tensors_are_dequantised_with_gguf(tmp_path: Path, qtype: object,
+def test_quantised_tensors_are_dequantised_with_gguf(tmp_path: Path, qtype: GGMLQuantizationType,
                                                      tied_ref: object) -> None:
     path = write_gguf(tmp_path / "q.gguf", tied_ref, qtype=qtype)
     gf = read_gguf(path)
@@ -80,7 +80,7 @@ def test_quantised_tensors_are_dequantised_with_gguf(tmp_path: Path, qtype: obje
     np.testing.assert_array_equal(up.numpy(), expected)
 
 
-@pytest.mark.parametrize("qtype", sorted(SUPPORTED_TYPES, key=int))
+@pytest.mark.parametrize("qtype", sorted(SUPPORTED_TYPES))
 def test_every_supported_type_dequantises(qtype: GGMLQuantizationType) -> None:
     block, size = GGML_QUANT_SIZES[qtype]
     cols = 256  # a multiple of every block size

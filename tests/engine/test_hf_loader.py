@@ -41,7 +41,8 @@ def qwen2_config() -> Any:
     base = {k: v for k, v in hf_config(vocab_size=280).to_dict().items()
             if k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
                      "num_attention_heads", "num_key_value_heads", "rms_norm_eps")}
-    return Qwen2Config(**base, tie_word_embeddings=True, attn_implementation="eager")
+    return Qwen2Config(**base, tie_word_embeddings=True,
+                       attn_implementation="eager")  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize("kind", ["llama", "llama-tied", "qwen2"])

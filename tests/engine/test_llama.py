@@ -150,7 +150,8 @@ def test_mistral_sliding_window_matches_transformers() -> None:
                            if k in ("vocab_size", "hidden_size", "intermediate_size",
                                     "num_hidden_layers", "num_attention_heads",
                                     "num_key_value_heads", "rms_norm_eps")},
-                        sliding_window=5, attn_implementation="eager")
+                        sliding_window=5,
+                        attn_implementation="eager")  # type: ignore[call-arg]
     torch.manual_seed(5)
     ref = MistralForCausalLM(cfg).eval()
     ours = LlamaForCausalLM(LlamaConfig.from_hf_dict(cfg.to_dict()))
