@@ -3,6 +3,8 @@
 Each area registers its own subcommands in a small module (`cli_*.py`) so this file stays a
 table of contents. A subcommand module exposes ``register(subparsers)``; the parser it adds
 sets ``func`` to a callable taking the parsed namespace and returning an exit code.
+Subcommands call `load_settings()` directly: an invalid setting raises SettingsError, which
+`main` prints (naming the setting) and turns into exit code 2.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from importlib import import_module
+
+from bot.settings import SettingsError
 
 # Modules that add subcommands, in help order. Each has `register(subparsers) -> None`.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
@@ -46,7 +50,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
-    return func(args)
+    try:
+        return func(args)
+    except SettingsError as exc:  # one place turns bad configuration into a clear exit 2
+        print(exc, file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from typing import Any
 
 from adapters.console import CONSOLE_STAFF, ConsoleDesk, ConsoleSession
 from adapters.wiring import build_support
-from bot.settings import SettingsError, load_settings
+from bot.settings import load_settings
 
 
 def register(sub: Any) -> None:
@@ -21,11 +21,7 @@ def register(sub: Any) -> None:
 
 
 def run_chat(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(**({"kb_dir": args.kb} if args.kb else {}))
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    settings = load_settings(**({"kb_dir": args.kb} if args.kb else {}))
     if args.script is not None and not args.script.is_file():
         print(f"chat: script not found: {args.script}", file=sys.stderr)
         return 2

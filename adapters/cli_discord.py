@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from adapters.serve import serve_forever, until_signalled
-from bot.settings import Settings, SettingsError, load_settings
+from bot.settings import load_settings
 
 
 def register(sub: Any) -> None:
@@ -21,20 +21,10 @@ def register(sub: Any) -> None:
     inv.set_defaults(func=print_invite_url)
 
 
-def _settings() -> Settings | None:
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
-        return None
-
-
 def print_invite_url(args: argparse.Namespace) -> int:
     from adapters.discordbot.invite import application_id_from_token, invite_url
 
-    settings = _settings()
-    if settings is None:
-        return 2
+    settings = load_settings()
     app_id = (args.application_id or settings.discord_application_id
               or application_id_from_token(settings.discord_token))
     if not app_id.isdigit():
@@ -46,9 +36,7 @@ def print_invite_url(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = _settings()
-    if settings is None:
-        return 2
+    settings = load_settings()
     if not settings.discord_token:
         print("discord: set SUPPORTBOT_DISCORD_TOKEN (see deploy/discord-setup.md)",
               file=sys.stderr)

@@ -16,7 +16,7 @@ from typing import Any
 
 from adapters.lifecycle import AdapterBuilder, serve_adapters
 from adapters.serve import serve_forever, until_signalled
-from bot.settings import Settings, SettingsError, load_settings
+from bot.settings import Settings, load_settings
 
 NO_ADAPTER = (
     "run: no adapter has credentials. Set at least one of:\n"
@@ -33,11 +33,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    settings = load_settings()
     platforms, problems = configured_platforms(settings)
     if problems:
         print("run: missing settings:\n  " + "\n  ".join(problems), file=sys.stderr)

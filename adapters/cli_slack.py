@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from adapters.serve import serve_forever, until_signalled
-from bot.settings import SettingsError, load_settings
+from bot.settings import load_settings
 
 
 def register(sub: Any) -> None:
@@ -24,11 +24,7 @@ def run(args: argparse.Namespace) -> int:
         overrides["slack_mode"] = "http"
     if args.port is not None:
         overrides["slack_http_port"] = args.port
-    try:
-        settings = load_settings(**overrides)
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    settings = load_settings(**overrides)
     from adapters.slack.process import run_slack, settings_problems  # slack libs on demand
 
     problems = settings_problems(settings)

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from bot.admin_store import RedisKeyValue
 from bot.analytics import Analytics, StatsReport, report_lines
 from bot.keys import Keys
-from bot.settings import Settings, SettingsError, load_settings
+from bot.settings import Settings, load_settings
 
 
 def register(sub: Any) -> None:
@@ -31,11 +31,7 @@ def run_stats(args: argparse.Namespace) -> int:
     if args.png is not None and not args.png.parent.is_dir():
         print(f"stats: no such directory: {args.png.parent}", file=sys.stderr)
         return 2
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    settings = load_settings()
     if not settings.redis_url:
         print("stats: SUPPORTBOT_REDIS_URL is not set; figures live in Redis", file=sys.stderr)
         return 2

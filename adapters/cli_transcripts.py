@@ -12,7 +12,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bot.keys import Keys
-from bot.settings import Settings, SettingsError, load_settings
+from bot.settings import Settings, load_settings
 from bot.tickets_redis import RedisTicketStore
 from bot.transcripts import export_jsonl
 
@@ -26,11 +26,7 @@ def register(sub: Any) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    settings = load_settings()
     if not args.out.parent.is_dir():
         print(f"transcripts: no such directory: {args.out.parent}", file=sys.stderr)
         return 2
