@@ -83,6 +83,17 @@ def rope_inv_freq(config: LlamaConfig) -> torch.Tensor:
     return inv_freq
 
 
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """F.linear, but for a handful of rows (decode) as ``weight @ x.T``: MKL then streams the
+    weight once instead of packing it for a GEMM, 1.5-3x faster on CPU for 2..16 rows."""
+    rows = x.numel() // x.shape[-1]
+    if 1 < rows <= 16 and x.device.type == "cpu":
+        out = torch.mm(weight, x.reshape(rows, x.shape[-1]).t()).t()
+        out = out.reshape(*x.shape[:-1], weight.shape[0])
+        return out if bias is None else out + bias
+    return F.linear(x, weight, bias)
+
+
 class Linear(nn.Module):
     """``nn.Linear`` whose initialisation can be skipped: weights about to be replaced by a
     checkpoint should not cost a random init and a first write to hundreds of MB."""
@@ -189,7 +200,7 @@ class Attention(nn.Module):
         H, Hkv, hd = self.n_heads, self.n_kv, self.head_dim
         # Hot path: F.linear on the parameters and .forward() calls skip nn.Module.__call__'s
         # hook bookkeeping, which adds up over ~10 calls per layer and token.
-        qkv = F.linear(x, self.qkv_proj.weight, self.qkv_proj.bias)  # [B, T, (H + 2*Hkv) * hd]
+        qkv = _linear(x, self.qkv_proj.weight, self.qkv_proj.bias)  # [B, T, (H + 2*Hkv) * hd]
         # q and k are adjacent in the fused output: rotate both with one set of ops.
         qk = qkv[..., : self.q_size + self.kv_size].view(B, T, H + Hkv, hd)  # [B,T,H+Hkv,hd]
         qk = qk * cos + torch.roll(qk, hd // 2, dims=-1) * sin  # RoPE, HF's rotate_half layout
@@ -217,7 +228,7 @@ class Attention(nn.Module):
         q = q.reshape(B, T, Hkv, R, hd).permute(0, 2, 3, 1, 4).reshape(B, Hkv, R * T, hd)
         out = F.scaled_dot_product_attention(q, keys, values, attn_mask=step.mask)
         out = out.reshape(B, Hkv, R, T, hd).permute(0, 3, 1, 2, 4).reshape(B, T, H * hd)
-        return F.linear(out, self.o_proj.weight, self.o_proj.bias)  # [B, T, D]
+        return _linear(out, self.o_proj.weight, self.o_proj.bias)  # [B, T, D]
 
 
 class MLP(nn.Module):
@@ -234,9 +245,9 @@ class MLP(nn.Module):
             _split_on_save(parts, "gate_up_proj", (self.intermediate, self.intermediate)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate_up = F.linear(x, self.gate_up_proj.weight)  # [B, T, 2*I]
+        gate_up = _linear(x, self.gate_up_proj.weight, None)  # [B, T, 2*I]
         gate, up = torch.split(gate_up, self.intermediate, dim=-1)  # 2 x [B, T, I]
-        return F.linear(F.silu(gate) * up, self.down_proj.weight)  # SwiGLU -> [B, T, D]
+        return _linear(F.silu(gate) * up, self.down_proj.weight, None)  # SwiGLU -> [B, T, D]
 
 
 class DecoderLayer(nn.Module):
@@ -409,4 +420,10 @@ class LlamaForCausalLM(nn.Module):
         elif last_only:
             last = torch.tensor([n - 1 for n in lengths], device=h.device)
             h = h[torch.arange(B, device=h.device), last]  # [B, D]
-        return F.linear(self.model.norm.forward(h), self.head_weight())  # [B, (T,) V]
+        h = self.model.norm.forward(h)
+        if h.dim() == 2 and h.shape[0] > 1 and h.device.type == "cpu":
+            # A few rows through the vocabulary-sized head: as ``weight @ h.T`` MKL streams the
+            # weight once, where F.linear's GEMM packs all of it first (2-3x slower on CPU for
+            # 2..16 rows). Same dot products; the result is a transposed view.
+            return torch.mm(self.head_weight(), h.t()).t()  # [B, V]
+        return F.linear(h, self.head_weight())  # [B, (T,) V]
