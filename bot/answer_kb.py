@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bot.answerer import HANDOFF_TEXT
 from bot.bm25 import BM25Index
 from bot.knowledge import Article, KnowledgeBase
 from bot.models import Citation, Inbound, Reply, ReplyKind, Turn
 from bot.ports import Answer, PartialSink
-
-HANDOFF_TEXT = ("I'm not sure about this one, so I've asked a person from our support team "
-                "to follow up here.")
 
 
 def citation_for(article: Article) -> Citation:

@@ -157,8 +157,7 @@ class Handoff:
         now = self.clock.now()
         if not hours.is_open(now):
             return f"Our team is away right now; someone will answer {hours.describe_next(now)}."
-        return (f"A person from our team will answer here, usually within "
-                f"{_minutes(cfg.claim_timeout_s)}.")
+        return f"Our team usually answers within {_minutes(cfg.claim_timeout_s)}."
 
     async def open_ticket(self, conv: Conversation, customer: str, customer_name: str,
                           reason: str, question: str = "") -> Ticket:
