@@ -9,7 +9,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from adapters.cli_kb import lazy_retriever
-from bot.admin import AdminCommands
+from bot.admin import AdminCommands, EngineHealth
 from bot.admin_kb import MarkdownKbAdmin
 from bot.admin_store import KeyValue, MemoryKeyValue, RedisKeyValue
 from bot.analytics import Analytics, Embedder
@@ -158,7 +158,8 @@ def _build_support(settings: Settings, desks: Mapping[str, AgentDesk], llm: LLM 
     return Support(
         bot=bot, handoff=handoff, tickets=tickets, live=live, analytics=analytics,
         feedback=feedback,
-        admin=AdminCommands(authorizer, handoff, live, analytics, store, kb_admin, clock=clock),
+        admin=AdminCommands(authorizer, handoff, live, analytics, store, kb_admin,
+                            engine=llm if isinstance(llm, EngineHealth) else None, clock=clock),
         interactions=Interactions(authorizer, handoff, feedback, store, clock),
         sweeper=Sweeper(handoff, tickets))
 

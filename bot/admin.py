@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from bot.admin_views import CommandReply, ReplySection, error
 from bot.analytics import Analytics, report_lines
@@ -46,6 +46,7 @@ class KnowledgeAdmin(Protocol):
         ...
 
 
+@runtime_checkable
 class EngineHealth(Protocol):
     async def health(self) -> Mapping[str, str]:
         """e.g. {"engine": "ok", "queue": "3 waiting"}."""

@@ -53,6 +53,12 @@ class InProcessLLM:
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         return await self.engine.embed(texts)
 
+    async def health(self) -> dict[str, str]:
+        """For `/support status`: where the engine runs and what it is doing now."""
+        figures = self.engine.metrics.summary()
+        return {"engine": f"in-process ({self.engine.model_name})",
+                **{f"engine {k}": v for k, v in figures.items()}}
+
     async def close(self) -> None:
         await self.engine.close()
 
@@ -164,6 +170,19 @@ class RedisLLM:
             await asyncio.shield(self._cleanup(rid, cancel=False))
         raise EngineError(f"no embedding from the engine workers within {self.timeout_s}s")
 
+    async def health(self) -> dict[str, str]:
+        """For `/support status`: the shared workers' consumer group, as Redis sees it."""
+        try:
+            groups = await self.redis.xinfo_groups(self.keys.requests)
+        except aioredis.ResponseError:  # no stream yet: no worker has ever started
+            groups = []
+        group = next((g for g in groups if g.get("name") == self.keys.group), None)
+        if group is None:
+            return {"engine": "redis workers: none has started (run `supportbot engine`)"}
+        return {"engine": f"redis workers: {group.get('consumers', 0)} registered",
+                "engine pending": f"{group.get('pending', 0)} in progress, "
+                                  f"{group.get('lag') or 0} waiting"}
+
     async def close(self) -> None:
         await self.redis.aclose()
 
@@ -246,6 +265,14 @@ class OpenAIHTTPLLM:
             raise EngineError(f"{self.base_url}: HTTP {resp.status_code}: {resp.text[:500]}")
         data = sorted(resp.json()["data"], key=lambda d: d["index"])
         return [[float(x) for x in d["embedding"]] for d in data]
+
+    async def health(self) -> dict[str, str]:
+        """For `/support status`: whether the server answers and which model it serves."""
+        try:
+            model = await self._model()
+        except (httpx.HTTPError, EngineError) as exc:
+            return {"engine": f"http {self.base_url}: NOT REACHABLE ({type(exc).__name__})"}
+        return {"engine": f"http {self.base_url}: ok ({model})"}
 
     async def close(self) -> None:
         await self._client.aclose()

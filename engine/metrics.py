@@ -62,5 +62,15 @@ class EngineMetrics:
             self.tokens_per_s.set(0.0)
             self._window_start, self._window_tokens = now, 0
 
+    def summary(self) -> dict[str, str]:
+        """A few current figures in words, for an admin's status line."""
+        def value(name: str) -> float:
+            return self.registry.get_sample_value(name) or 0.0
+
+        return {"queue": f"{value('engine_queue_depth'):.0f} waiting",
+                "running": f"{value('engine_running_batch_size'):.0f} sequences",
+                "throughput": f"{value('engine_tokens_per_second'):.1f} tok/s",
+                "prefix cache hit rate": f"{value('engine_prefix_cache_hit_rate'):.0%}"}
+
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))
