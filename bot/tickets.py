@@ -19,6 +19,7 @@ from typing import Protocol
 
 from bot.actions import Action
 from bot.models import ConversationKey, Turn
+from bot.policy import describe_reason
 
 
 class TicketState(StrEnum):
@@ -237,7 +238,7 @@ def ticket_card(ticket: Ticket) -> TicketCard:
         status = f"{ticket.state.replace('_', ' ')}{who}"
     fields: list[tuple[str, str]] = [
         ("Customer", ticket.customer_name or ticket.customer),
-        ("Reason", ticket.reason),
+        ("Reason", f"{describe_reason(ticket.reason)} ({ticket.reason})"),
         ("Status", status),
     ]
     if ticket.note:

@@ -45,7 +45,7 @@ async def test_talk_to_a_person_button_opens_a_ticket_once(redis_keys: Keys) -> 
     assert "getting a person" in outbox.final()[-1].text
     assert (await stack.store.load(KEY)).state is ConversationState.WAITING_HUMAN
     [(_, _, card)] = stack.desk.card_log
-    assert ("Reason", "asked_for_human") in card.fields
+    assert ("Reason", "customer asked for a person (asked_for_human)") in card.fields
     again = await buttons.handle(CUSTOMER, Action.TALK_TO_HUMAN, "", KEY, outbox)
     assert again.text == "A person is already on this conversation."
     assert len(stack.desk.card_log) == 1
