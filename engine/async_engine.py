@@ -37,6 +37,7 @@ from engine.llama import LlamaForCausalLM
 from engine.metrics import EngineMetrics
 from engine.requests import Chunk, EngineBusy, GenerationParams
 from engine.scheduler import Sequence as Seq
+from engine.threads import release_openmp_threads
 from engine.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -201,6 +202,9 @@ class AsyncEngine:
         return await future
 
     def _send(self, command: tuple[Any, ...]) -> None:
+        # Only the model thread should keep OpenMP workers (see engine.threads): the calling
+        # thread may have used torch itself (loading the model, a baseline), so its pool goes.
+        release_openmp_threads()
         self._commands.put(command)
         self._wake.set()
 
@@ -233,6 +237,7 @@ class AsyncEngine:
                 self.metrics.idle(time.monotonic())
                 self._wake.clear()
                 if self._commands.empty() and not self._stopping:
+                    release_openmp_threads()  # idle: let other threads' torch run at full speed
                     self._wake.wait(_IDLE_WAKE_S)
         self._drain(embeds)
         self._fail_embeds(embeds, "engine shut down")

@@ -30,6 +30,7 @@ from engine.bert import BertConfig, BertModel, load_bert_weights
 from engine.defaults import EMBED_MODEL_ENV, default_embed_model_path
 from engine.device import Placement, pick_placement
 from engine.errors import CorruptModelFile, MissingTokenizer, ModelNotFound
+from engine.threads import releases_openmp_threads
 
 ENV_VAR = EMBED_MODEL_ENV  # "SUPPORTBOT_EMBED_MODEL"
 DEFAULT_BATCH_SIZE = 64
@@ -165,6 +166,7 @@ class Embedder:
         input_ids, attention_mask = self.pad(self.token_ids(texts))
         return input_ids.to(self.device), attention_mask.to(self.device)
 
+    @releases_openmp_threads
     def embed(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> Tensor:
         """Unit vectors [N, dim], float32 on CPU, row i for texts[i]."""
         if batch_size < 1:
@@ -196,6 +198,7 @@ class Embedder:
         return out.cpu()
 
 
+@releases_openmp_threads
 def load_embedder(
     path: str | os.PathLike[str] | None = None, *, placement: Placement | None = None
 ) -> Embedder:

@@ -22,6 +22,7 @@ from engine.generate import GenerationResult, generate
 from engine.llama import KVCache, LlamaForCausalLM
 from engine.loader import LoadedModel, load_model
 from engine.sampling import SamplingParams
+from engine.threads import releases_openmp_threads
 from engine.tokenizer import Tokenizer
 
 _CACHE_ROUNDING = 256  # grow the cache in steps, so slightly longer prompts don't reallocate
@@ -44,6 +45,7 @@ class Generator:
         """Token ids of ``messages`` in the model's chat format, ready for the assistant reply."""
         return self.tokenizer.chat_prompt(messages, **template_vars)
 
+    @releases_openmp_threads
     def generate(self, prompt_ids_list: Sequence[Sequence[int]],
                  params: SamplingParams | None = None) -> list[GenerationResult]:
         """Complete every prompt (batched); results are in prompt order."""

@@ -9,6 +9,7 @@ from engine.config import LlamaConfig
 from engine.device import Placement
 from engine.errors import ModelNotFound
 from engine.llama import LlamaForCausalLM
+from engine.threads import releases_openmp_threads
 from engine.tokenizer import Tokenizer
 
 
@@ -20,6 +21,7 @@ class LoadedModel:
     tokenizer: Tokenizer
 
 
+@releases_openmp_threads
 def load_model(path: str | os.PathLike[str], placement: Placement | None = None) -> LoadedModel:
     """A ``.gguf`` file, or a directory with ``config.json`` + safetensors + ``tokenizer.json``."""
     path = os.fspath(path)
