@@ -16,12 +16,14 @@ import torch
 from gguf.constants import GGMLQuantizationType as Q
 from gguf.quants import dequantize
 
+from engine import quant
 from engine.config import LlamaConfig
 from engine.device import Placement, pick_placement
 from engine.errors import CorruptModelFile, UnsupportedArchitecture, UnsupportedQuantType
 from engine.gguf_file import GGUFFile, TensorInfo, read_gguf, type_name
 from engine.llama import LlamaForCausalLM
 from engine.loader import LoadedModel
+from engine.quant import QuantizedWeight
 from engine.tokenizer import Tokenizer
 
 SUPPORTED_TYPES: frozenset[Q] = frozenset({
@@ -65,7 +67,45 @@ def load_gguf(path: str | os.PathLike[str], placement: Placement | None = None) 
         model = LlamaForCausalLM.from_state_dict(config, state, placement.device, placement.dtype)
     except RuntimeError as e:  # a tensor missing, or with a shape that contradicts the metadata
         raise CorruptModelFile(path, f"tensors do not match the metadata: {e}") from e
+    if (placement.device.type == "cpu" and placement.dtype == torch.float32
+            and quant.kernel_available()):
+        model.use_quantized(gguf_quantized_weights(gf, config))
     return LoadedModel(path, config, model, tokenizer)
+
+
+def gguf_quantized_weights(gf: GGUFFile, config: LlamaConfig) -> dict[str, QuantizedWeight]:
+    """The file's Q4_0/Q4_1/Q8_0 linear weights repacked for the decode kernel, by module name
+    (fused like the model's modules; a module whose parts are stored otherwise is left out)."""
+    permuted = config.model_type == "llama"
+
+    def part(name: str, n_heads: int = 0) -> QuantizedWeight | None:
+        info = gf.tensors[name]
+        if info.ggml_type not in quant.KERNEL_TYPES or len(info.shape) != 2:
+            return None
+        qw = QuantizedWeight.from_blocks(gf.raw(info), Q(info.ggml_type), info.shape)
+        if n_heads and permuted:  # undo llama.cpp's q/k row permutation, as for the fp32 copy
+            half = qw.out_features // n_heads // 2
+            qw = qw.rows(torch.arange(qw.out_features).view(n_heads, half, 2).transpose(1, 2)
+                         .reshape(-1))
+        return qw
+
+    def fused(*parts: QuantizedWeight | None) -> QuantizedWeight | None:
+        present = [p for p in parts if p is not None]
+        return QuantizedWeight.stack(present) if len(present) == len(parts) else None
+
+    out: dict[str, QuantizedWeight | None] = {}
+    for i in range(config.num_hidden_layers):
+        blk, layer = f"blk.{i}.", f"model.layers.{i}."
+        out[layer + "self_attn.qkv_proj"] = fused(
+            part(blk + "attn_q.weight", config.num_attention_heads),
+            part(blk + "attn_k.weight", config.num_key_value_heads), part(blk + "attn_v.weight"))
+        out[layer + "self_attn.o_proj"] = part(blk + "attn_output.weight")
+        out[layer + "mlp.gate_up_proj"] = fused(part(blk + "ffn_gate.weight"),
+                                                part(blk + "ffn_up.weight"))
+        out[layer + "mlp.down_proj"] = part(blk + "ffn_down.weight")
+    head = "token_embd.weight" if config.tie_word_embeddings else "output.weight"
+    out["lm_head"] = part(head)
+    return {name: qw for name, qw in out.items() if qw is not None}
 
 
 def gguf_config(gf: GGUFFile) -> LlamaConfig:

@@ -19,7 +19,7 @@ Serving-oriented design:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine import quant
 from engine.config import LlamaConfig
 from engine.errors import ContextLengthExceeded
 
@@ -83,10 +84,15 @@ def rope_inv_freq(config: LlamaConfig) -> torch.Tensor:
     return inv_freq
 
 
-def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """F.linear, but for a handful of rows (decode) as ``weight @ x.T``: MKL then streams the
-    weight once instead of packing it for a GEMM, 1.5-3x faster on CPU for 2..16 rows."""
+def _linear(x: torch.Tensor, layer: Linear) -> torch.Tensor:
+    """``layer(x)`` for the hot path. A few rows (decode) use the layer's GGML blocks through the
+    C kernel when it has them (see ``engine.quant``), else run as ``weight @ x.T``: MKL then
+    streams the weight once instead of packing it for a GEMM, 1.5-3x faster on CPU."""
     rows = x.numel() // x.shape[-1]
+    weight, bias = layer.weight, layer.bias
+    if layer.quantized is not None and rows <= quant.MAX_ROWS and x.dtype == torch.float32:
+        out = layer.quantized.matmul(x)
+        return out if bias is None else out + bias
     if 1 < rows <= 16 and x.device.type == "cpu":
         out = torch.mm(weight, x.reshape(rows, x.shape[-1]).t()).t()
         out = out.reshape(*x.shape[:-1], weight.shape[0])
@@ -104,6 +110,8 @@ class Linear(nn.Module):
         self.in_features, self.out_features = in_features, out_features
         self.weight = nn.Parameter(torch.empty(out_features, in_features, **factory))
         self.bias = nn.Parameter(torch.empty(out_features, **factory)) if bias else None
+        # The same weight as GGML blocks for the decode kernel (not part of the state dict).
+        self.quantized: quant.QuantizedWeight | None = None
         if init:
             nn.Linear.reset_parameters(self)  # type: ignore[arg-type]  # torch's exact init
 
@@ -200,7 +208,7 @@ class Attention(nn.Module):
         H, Hkv, hd = self.n_heads, self.n_kv, self.head_dim
         # Hot path: F.linear on the parameters and .forward() calls skip nn.Module.__call__'s
         # hook bookkeeping, which adds up over ~10 calls per layer and token.
-        qkv = _linear(x, self.qkv_proj.weight, self.qkv_proj.bias)  # [B, T, (H + 2*Hkv) * hd]
+        qkv = _linear(x, self.qkv_proj)  # [B, T, (H + 2*Hkv) * hd]
         # q and k are adjacent in the fused output: rotate both with one set of ops.
         qk = qkv[..., : self.q_size + self.kv_size].view(B, T, H + Hkv, hd)  # [B,T,H+Hkv,hd]
         qk = qk * cos + torch.roll(qk, hd // 2, dims=-1) * sin  # RoPE, HF's rotate_half layout
@@ -228,7 +236,7 @@ class Attention(nn.Module):
         q = q.reshape(B, T, Hkv, R, hd).permute(0, 2, 3, 1, 4).reshape(B, Hkv, R * T, hd)
         out = F.scaled_dot_product_attention(q, keys, values, attn_mask=step.mask)
         out = out.reshape(B, Hkv, R, T, hd).permute(0, 3, 1, 2, 4).reshape(B, T, H * hd)
-        return _linear(out, self.o_proj.weight, self.o_proj.bias)  # [B, T, D]
+        return _linear(out, self.o_proj)  # [B, T, D]
 
 
 class MLP(nn.Module):
@@ -245,9 +253,9 @@ class MLP(nn.Module):
             _split_on_save(parts, "gate_up_proj", (self.intermediate, self.intermediate)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate_up = _linear(x, self.gate_up_proj.weight, None)  # [B, T, 2*I]
+        gate_up = _linear(x, self.gate_up_proj)  # [B, T, 2*I]
         gate, up = torch.split(gate_up, self.intermediate, dim=-1)  # 2 x [B, T, I]
-        return _linear(F.silu(gate) * up, self.down_proj.weight, None)  # SwiGLU -> [B, T, D]
+        return _linear(F.silu(gate) * up, self.down_proj)  # SwiGLU -> [B, T, D]
 
 
 class DecoderLayer(nn.Module):
@@ -294,6 +302,7 @@ class LlamaForCausalLM(nn.Module):
         self.register_load_state_dict_pre_hook(_drop_tied_head)  # type: ignore[no-untyped-call]
         # RoPE cos/sin tables [positions, hd], grown on demand (a 128k-context table would be
         # hundreds of MB; most deployments use a few thousand positions).
+        self.head_quantized: quant.QuantizedWeight | None = None  # see use_quantized
         self._cos = torch.empty(0)
         self._sin = torch.empty(0)
         self.requires_grad_(False)
@@ -320,6 +329,27 @@ class LlamaForCausalLM(nn.Module):
 
     def head_weight(self) -> torch.Tensor:
         return self.lm_head.weight if self.lm_head is not None else self.model.embed_tokens.weight
+
+    def use_quantized(self, weights: Mapping[str, quant.QuantizedWeight]) -> None:
+        """Attach GGML-block copies of linear weights for the decode kernel (``engine.quant``).
+
+        Keys are module names (``model.layers.0.self_attn.qkv_proj``, ``lm_head`` also for a
+        tied head); each must hold exactly the module's fp32 weight, which stays in use for
+        prompts. Only for fp32 models on the CPU, where the kernel runs."""
+        if self.device.type != "cpu" or self.dtype != torch.float32:
+            raise ValueError("quantised decode weights need an fp32 model on the CPU")
+        for name, qw in weights.items():
+            module = None if name == "lm_head" else self.get_submodule(name)
+            if module is not None and not isinstance(module, Linear):
+                raise ValueError(f"{name} is not a linear layer")
+            shape = tuple((self.head_weight() if module is None else module.weight).shape)
+            if (qw.out_features, qw.in_features) != shape:
+                raise ValueError(f"{name}: quantised weight is {qw.out_features}x"
+                                 f"{qw.in_features}, the module's is {shape}")
+            if module is None:
+                self.head_quantized = qw
+            else:
+                module.quantized = qw
 
     def new_cache(self, n_slots: int, max_len: int) -> KVCache:
         """A KV cache matching this model's device and dtype."""
@@ -421,6 +451,9 @@ class LlamaForCausalLM(nn.Module):
             last = torch.tensor([n - 1 for n in lengths], device=h.device)
             h = h[torch.arange(B, device=h.device), last]  # [B, D]
         h = self.model.norm.forward(h)
+        rows = h.numel() // h.shape[-1]
+        if self.head_quantized is not None and rows <= quant.MAX_ROWS and h.dtype == torch.float32:
+            return self.head_quantized.matmul(h)  # [B, (T,) V]
         if h.dim() == 2 and h.shape[0] > 1 and h.device.type == "cpu":
             # A few rows through the vocabulary-sized head: as ``weight @ h.T`` MKL streams the
             # weight once, where F.linear's GEMM packs all of it first (2-3x slower on CPU for

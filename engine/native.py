@@ -1,0 +1,107 @@
+"""Build and load the engine's one C kernel (``engine/kernels/qmatmul.c``) on first use.
+
+Nothing is downloaded and nothing is prebuilt: the source ships with the package and is
+compiled once per machine with the system C compiler (``$CC``, else ``cc``/``gcc``) for the CPU
+it runs on, then cached under ``$SUPPORTBOT_CACHE_DIR`` (default ``~/.cache/supportbot``) by a
+hash of the source, the flags and the CPU's feature flags, so a shared home directory never
+hands one CPU another's binary. It links to the OpenMP runtime torch already loaded, so its
+threads are torch's threads.
+
+No compiler, a failed build, or ``SUPPORTBOT_NATIVE_KERNELS=0``: :func:`qmatmul_library`
+returns None and the engine computes with its fp32 weights, just slower.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch  # noqa: F401  # loads torch's OpenMP runtime first, so the kernel links to it
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).parent / "kernels" / "qmatmul.c"
+DISABLE_ENV = "SUPPORTBOT_NATIVE_KERNELS"  # read below by name (tests/test_deploy.py greps it)
+CACHE_ENV = "SUPPORTBOT_CACHE_DIR"
+# -ffp-contract=off: the kernel's dequantisation must round like numpy's (no fused q*d+m).
+FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fopenmp", "-shared", "-fPIC")
+
+
+def native_kernels_enabled() -> bool:
+    value = os.environ.get("SUPPORTBOT_NATIVE_KERNELS", "1")
+    return value.strip().lower() not in ("0", "false", "no", "off")
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+def _cpu_flags() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("SUPPORTBOT_CACHE_DIR") or os.path.join(Path.home(), ".cache",
+                                                                  "supportbot")
+    return Path(base) / "kernels"
+
+
+def _build(compiler: str) -> Path:
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(b"\0".join([source, " ".join(FLAGS).encode(), compiler.encode(),
+                                     platform.machine().encode(), _cpu_flags().encode()]))
+    target = _cache_dir() / f"qmatmul-{key.hexdigest()[:16]}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Build beside the target and rename: processes racing to build never load half a file.
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        subprocess.run([compiler, *FLAGS, "-o", tmp, str(SOURCE)], check=True,
+                       capture_output=True, text=True, timeout=120)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+@functools.cache
+def qmatmul_library() -> ctypes.CDLL | None:
+    """The compiled kernel library, or None (disabled, no compiler, or the build failed)."""
+    if not native_kernels_enabled():
+        return None
+    compiler = _compiler()
+    if compiler is None:
+        log.info("no C compiler found: quantised weights are computed in fp32")
+        return None
+    try:
+        lib = ctypes.CDLL(str(_build(compiler)))
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", "") or exc
+        log.warning("building the quantised-matmul kernel failed, using fp32 weights: %s", detail)
+        return None
+    lib.sb_qmatmul.restype = ctypes.c_int
+    lib.sb_qmatmul.argtypes = [ctypes.c_int, *[ctypes.c_void_p] * 5, *[ctypes.c_int64] * 3]
+    lib.sb_qmatmul_fast.restype = ctypes.c_int
+    lib.sb_qmatmul_fast.argtypes = []
+    return lib
