@@ -47,9 +47,9 @@ SCENARIOS: dict[str, dict[str, Any]] = {
 }
 
 
-def encoder_for(kb_dir: Path, out: Path, train: bool, epochs: float, layers: int) -> Any:
+def encoder_for(kb_dir: Path, out: Path, train: bool, config: Any) -> Any:
     from engine.embedder import default_model_dir, load_embedder, save_encoder
-    from engine.train_encoder import TrainConfig, train_encoder
+    from engine.train_encoder import train_encoder
 
     if not train:
         return load_embedder()
@@ -59,15 +59,15 @@ def encoder_for(kb_dir: Path, out: Path, train: bool, epochs: float, layers: int
     embedder = load_embedder()
     kb = load_knowledge(kb_dir)
     groups = [[*a.questions, a.title] for a in kb.articles]
-    report = train_encoder(embedder, groups, TrainConfig(epochs=epochs, trainable_layers=layers))
+    report = train_encoder(embedder, groups, config)
     save_encoder(embedder.model, embedder.model_dir or default_model_dir(), out)
     print(f"  trained: {report.steps} steps, {report.pairs} pairs, {report.seconds:.0f} s, "
           f"loss {report.first_loss:.3f} -> {report.last_loss:.3f}")
     return load_embedder(out)
 
 
-def run_scenario(name: str, out: Path, data: Path, train: bool, epochs: float,
-                 layers: int) -> dict[str, Any]:
+def run_scenario(name: str, out: Path, data: Path, train: bool, config: Any,
+                 ) -> dict[str, Any]:
     spec = SCENARIOS[name]
     root = out / name
     convert(data, root, spec["shots"], spec["holdout"], seed=0)
@@ -75,7 +75,7 @@ def run_scenario(name: str, out: Path, data: Path, train: bool, epochs: float,
     print(f"== {name}: shots={spec['shots'] or 'all'} holdout={spec['holdout']}")
     t0 = time.perf_counter()
     encoder = IdentifiedEncoder(encoder_for(kb_dir, root / ("encoder" if train else "base"),
-                                            train, epochs, layers))
+                                            train, config))
     t1 = time.perf_counter()
     kb = load_knowledge(kb_dir)
     storage = FileIndexStorage(root / "index", "trained" if train else "base")
@@ -123,11 +123,15 @@ def main() -> None:
     parser.add_argument("--scenarios", default="full,shots10,holdout10")
     parser.add_argument("--no-train", action="store_true", help="plain packaged MiniLM")
     parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--layers", type=int, default=1)
+    parser.add_argument("--layers", type=int, default=1, help="top layers to train (0 = all)")
+    parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    results = [run_scenario(name, args.out, args.data, not args.no_train, args.epochs,
-                            args.layers) for name in args.scenarios.split(",")]
+    from engine.train_encoder import TrainConfig
+
+    config = TrainConfig(epochs=args.epochs, trainable_layers=args.layers, lr=args.lr)
+    results = [run_scenario(name, args.out, args.data, not args.no_train, config)
+               for name in args.scenarios.split(",")]
     if args.json:
         print(json.dumps(results))
 

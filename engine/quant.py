@@ -15,7 +15,7 @@ Repacked layout (what the kernel reads): ``scale[n, b]`` (and ``mins[n, b]`` for
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -46,6 +46,13 @@ class QuantizedWeight:
     qs: torch.Tensor  # uint8 [N, nb, quant bytes]
     scale: torch.Tensor  # fp32 [N, nb]
     mins: torch.Tensor | None  # fp32 [N, nb], Q4_1 only
+    _fixed_args: tuple[int, int, int, int | None] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # The kernel's first four arguments never change: computed once, not per token.
+        mins = None if self.mins is None else self.mins.data_ptr()
+        args = (int(self.ggml_type), self.qs.data_ptr(), self.scale.data_ptr(), mins)
+        object.__setattr__(self, "_fixed_args", args)
 
     @property
     def out_features(self) -> int:
@@ -107,9 +114,8 @@ class QuantizedWeight:
                              f"{tuple(x.shape)} on {x.device}")
         flat = x.reshape(-1, k).contiguous()
         out = torch.empty((flat.shape[0], n), dtype=torch.float32)
-        mins = 0 if self.mins is None else self.mins.data_ptr()
-        status = lib.sb_qmatmul(int(self.ggml_type), self.qs.data_ptr(), self.scale.data_ptr(),
-                                mins or None, flat.data_ptr(), out.data_ptr(), flat.shape[0], n, k)
+        status = lib.sb_qmatmul(*self._fixed_args, flat.data_ptr(), out.data_ptr(),
+                                flat.shape[0], n, k)
         if status != 0:
             raise RuntimeError(f"sb_qmatmul failed with status {status}")
         return out.reshape(*x.shape[:-1], n)
