@@ -118,7 +118,8 @@ class EngineCore:
         device = self.model.device
         ids = torch.tensor([[s.last_token] for s in rows], device=device)  # [B, 1]
         logits = self.model(ids, self.cache, start_pos=[s.cached for s in rows],
-                            slots=[s.slot for s in rows], last_only=True)  # [B, V]
+                            slots=[s.slot for s in rows], last_only=True,
+                            shared_prefix=self.sched.shared_prefix_groups(rows))  # [B, V]
         for s in rows:
             s.cached += 1
         return self._emit(rows, logits)

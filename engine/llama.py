@@ -30,6 +30,7 @@ from torch import nn
 from engine import quant
 from engine.config import LlamaConfig
 from engine.errors import ContextLengthExceeded
+from engine.prefix_attention import DecodeGroup, grouped_decode_attention, plan_groups
 
 
 class KVCache:
@@ -182,6 +183,8 @@ class _Step:
     write_slots: torch.Tensor | None  # [N]
     write_pos: torch.Tensor | None  # [N]
     valid_rows: torch.Tensor | None  # [N] indices into B*T of real (non-padding) tokens
+    # decode steps given shared prefixes: every row in one group (engine.prefix_attention)
+    groups: list[DecodeGroup] | None = None
 
 
 class Attention(nn.Module):
@@ -228,11 +231,15 @@ class Attention(nn.Module):
             k_cache[step.write_slots, :, step.write_pos] = k_new  # [N, Hkv, hd]
             v_cache[step.write_slots, :, step.write_pos] = v_new
 
+        R = H // Hkv
+        if step.groups is not None:  # decode (T == 1): shared prefixes read once per group
+            out = grouped_decode_attention(q.reshape(B, Hkv, R, hd), k_cache, v_cache,
+                                           step.groups)  # [B, Hkv, R, hd]
+            return _linear(out.reshape(B, 1, H * hd), self.o_proj)
         keys = k_cache[step.slot_index, :, : step.kv_len]  # [B, Hkv, S, hd]
         values = v_cache[step.slot_index, :, : step.kv_len]
         # GQA without repeating K/V: fold each group's R query heads into the query-length axis,
         # so every kv head attends for R*T queries. [B,T,H,hd] -> [B,Hkv,R*T,hd]
-        R = H // Hkv
         q = q.reshape(B, T, Hkv, R, hd).permute(0, 2, 3, 1, 4).reshape(B, Hkv, R * T, hd)
         out = F.scaled_dot_product_attention(q, keys, values, attn_mask=step.mask)
         out = out.reshape(B, Hkv, R, T, hd).permute(0, 3, 1, 2, 4).reshape(B, T, H * hd)
@@ -369,7 +376,8 @@ class LlamaForCausalLM(nn.Module):
         return self._cos, self._sin
 
     def _plan(self, B: int, T: int, cache: KVCache, start_pos: Sequence[int],
-              slots: Sequence[int], lengths: Sequence[int]) -> _Step:
+              slots: Sequence[int], lengths: Sequence[int],
+              shared_prefix: Sequence[tuple[Sequence[int], int]] | None = None) -> _Step:
         device = self.device
         ends = [s + n for s, n in zip(start_pos, lengths, strict=True)]
         kv_len = max(ends)
@@ -402,9 +410,15 @@ class LlamaForCausalLM(nn.Module):
             # folded GQA queries are ordered (group member, token): repeat the T rows R times
             mask = allowed[:, None].expand(B, R, T, kv_len).reshape(B, 1, R * T, kv_len)
 
+        groups = None
+        if shared_prefix:
+            if T != 1:
+                raise ValueError("shared_prefix is for decode steps (one new token per row)")
+            if not needs_window:  # a sliding window would cut into the shared prefix
+                groups = plan_groups(shared_prefix, slots, ends, device)
         if B == 1:
             return _Step(positions, kv_len, slot_index, mask, (slots[0], start_pos[0], ends[0]),
-                         None, None, None)
+                         None, None, None, groups)
         padded = any(n != T for n in lengths)
         valid_rows = None
         if padded:
@@ -415,7 +429,8 @@ class LlamaForCausalLM(nn.Module):
         else:
             write_slots = torch.tensor(list(slots), device=device).repeat_interleave(T)
             write_pos = positions.reshape(-1)
-        return _Step(positions, kv_len, slot_index, mask, None, write_slots, write_pos, valid_rows)
+        return _Step(positions, kv_len, slot_index, mask, None, write_slots, write_pos, valid_rows,
+                     groups)
 
     @torch.inference_mode()
     def forward(
@@ -426,18 +441,22 @@ class LlamaForCausalLM(nn.Module):
         slots: Sequence[int] | None = None,
         lengths: Sequence[int] | None = None,
         last_only: bool = False,
+        shared_prefix: Sequence[tuple[Sequence[int], int]] | None = None,
     ) -> torch.Tensor:
         """Run ``input_ids`` [B, T] through the model, appending their keys/values to the cache.
 
         ``start_pos[b]``: tokens already cached in row b's slot (= position of its first input).
         ``slots[b]``: the cache slot of row b (default ``range(B)``).
         ``lengths[b]``: real tokens in row b, the rest is right padding (default all ``T``).
+        ``shared_prefix``: decode steps only (T == 1): groups ``(rows, L)`` of rows whose slots
+        hold identical keys/values for positions < L (copied from one prefix-cache entry); the
+        prefix is then read once per group instead of once per row.
         Returns logits [B, T, V], or [B, V] at each row's last real token when ``last_only``.
         """
         B, T = input_ids.shape
         slots = list(range(B)) if slots is None else slots
         lengths = [T] * B if lengths is None else lengths
-        step = self._plan(B, T, cache, start_pos, slots, lengths)
+        step = self._plan(B, T, cache, start_pos, slots, lengths, shared_prefix)
         cos_table, sin_table = self._rope_tables(step.kv_len)
         cos = cos_table[step.positions].unsqueeze(2)  # [B, T, 1, hd], broadcast over heads
         sin = sin_table[step.positions].unsqueeze(2)

@@ -7,6 +7,10 @@ the longest common token prefix, copies those positions into its own slot (a mem
 
 Entries are evicted least-recently-used, so an entry that every request hits (the system
 prompt) stays while one-off prompts cycle through the remaining slots.
+
+Every entry has an id that is never reused. Sequences that restored from the same entry hold
+identical keys/values for the positions they copied, which lets the decoder read that shared
+part once for all of them (``engine.prefix_attention``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class _Entry:
     slot: int
     tokens: tuple[int, ...]
     last_used: int
+    id: int
 
 
 @dataclass
@@ -47,6 +52,7 @@ class PrefixCache:
         self._entries: list[_Entry] = []
         self._copy = copy
         self._clock = 0
+        self._next_id = 1
         self.min_match = min_match
         self.stats = PrefixStats()
 
@@ -59,8 +65,9 @@ class PrefixCache:
         for a prompt being prefilled that would give a longer match."""
         return max((self._usable(e, tokens) for e in self._entries), default=0)
 
-    def restore(self, tokens: Sequence[int], dst_slot: int) -> int:
-        """Copy the longest cached prefix of ``tokens`` into ``dst_slot``; returns its length.
+    def restore(self, tokens: Sequence[int], dst_slot: int) -> tuple[int, int | None]:
+        """Copy the longest cached prefix of ``tokens`` into ``dst_slot``; returns its length and
+        the id of the entry it came from (``(0, None)`` on a miss).
 
         At most ``len(tokens) - 1`` positions are reused: the last prompt token must still run
         through the model to produce the logits of the first generated token.
@@ -74,21 +81,22 @@ class PrefixCache:
             if n > best_len:
                 best, best_len = entry, n
         if best is None:
-            return 0
+            return 0, None
         self._clock += 1
         best.last_used = self._clock
         self._copy(best.slot, dst_slot, best_len)
         self.stats.hits += 1
         self.stats.hit_tokens += best_len
-        return best_len
+        return best_len, best.id
 
-    def insert(self, tokens: Sequence[int], src_slot: int) -> None:
-        """Remember the first ``len(tokens)`` positions of ``src_slot`` (already computed)."""
+    def insert(self, tokens: Sequence[int], src_slot: int) -> int | None:
+        """Remember the first ``len(tokens)`` positions of ``src_slot`` (already computed);
+        returns the new entry's id, or None when nothing was stored."""
         if len(tokens) < self.min_match or not self.enabled:
-            return
+            return None
         key = tuple(tokens)
         if any(common_prefix_len(e.tokens, key) >= len(key) for e in self._entries):
-            return  # an existing entry already covers all of it
+            return None  # an existing entry already covers all of it
         if self._free:
             slot = self._free.pop()
         else:
@@ -97,7 +105,10 @@ class PrefixCache:
             slot = victim.slot
         self._copy(src_slot, slot, len(key))
         self._clock += 1
-        self._entries.append(_Entry(slot, key, self._clock))
+        entry = _Entry(slot, key, self._clock, self._next_id)
+        self._next_id += 1
+        self._entries.append(entry)
+        return entry.id
 
     def _usable(self, entry: _Entry, tokens: Sequence[int]) -> int:
         n = min(common_prefix_len(entry.tokens, tokens), len(tokens) - 1)

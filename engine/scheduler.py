@@ -55,6 +55,10 @@ class Sequence:
     cached: int = 0  # positions of this sequence already in its slot's KV cache
     output: list[int] = field(default_factory=list)
     first_token_at: float | None = None
+    # Positions [0, prefix_len) of this slot are a copy of prefix-cache entry prefix_origin
+    # (or were its source): identical in every sequence with the same origin.
+    prefix_origin: int | None = None
+    prefix_len: int = 0
     sampling: SamplingParams = field(init=False)  # params in the form the sampler takes
 
     def __post_init__(self) -> None:
@@ -79,11 +83,12 @@ class PrefillPlan:
 
 class Scheduler:
     def __init__(self, slots: SlotPool, prefix: PrefixCache, prefill_budget: int,
-                 defer_min_shared: int = 32) -> None:
+                 defer_min_shared: int = 32, min_shared_prefix: int = 32) -> None:
         self.slots = slots
         self.prefix = prefix
         self.prefill_budget = prefill_budget
         self.defer_min_shared = defer_min_shared
+        self.min_shared_prefix = min_shared_prefix  # shorter shared prefixes: not worth a group
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
 
@@ -126,7 +131,9 @@ class Scheduler:
             assert slot is not None
             self.waiting.remove(seq)
             seq.slot, seq.state = slot, State.PREFILL
-            seq.cached = self.prefix.restore(seq.prompt, slot) if self.prefix.enabled else 0
+            if self.prefix.enabled:
+                seq.cached, seq.prefix_origin = self.prefix.restore(seq.prompt, slot)
+                seq.prefix_len = seq.cached
             self.running.append(seq)
             admitted.append(seq)
         return admitted
@@ -146,6 +153,16 @@ class Scheduler:
     def decode_rows(self) -> list[Sequence]:
         # Ordered by slot: when the slots are 0..B-1 the decoder reads them as one slice.
         return sorted((s for s in self.running if s.state is State.DECODE), key=lambda s: s.slot)
+
+    def shared_prefix_groups(self, rows: list[Sequence]) -> list[tuple[list[int], int]]:
+        """Groups ``(row indices, L)`` of decode rows whose first L positions are copies of one
+        prefix-cache entry, for the decoder to read once (``LlamaForCausalLM.forward``)."""
+        by_origin: dict[int, list[int]] = {}
+        for i, seq in enumerate(rows):
+            if seq.prefix_origin is not None and seq.prefix_len >= self.min_shared_prefix:
+                by_origin.setdefault(seq.prefix_origin, []).append(i)
+        return [(members, min(rows[i].prefix_len for i in members))
+                for members in by_origin.values() if len(members) > 1]
 
     def prefill_plan(self) -> PrefillPlan:
         """Rows are right-padded to the longest chunk, so the budget counts padded tokens."""
@@ -169,6 +186,8 @@ class Scheduler:
             seq.cached += n
             if seq.to_prefill == 0:
                 seq.state = State.DECODE
-                self.prefix.insert(seq.prompt, seq.slot)
+                entry = self.prefix.insert(seq.prompt, seq.slot)
+                if seq.prefix_origin is None and entry is not None:
+                    seq.prefix_origin, seq.prefix_len = entry, len(seq.prompt)
                 done.append(seq)
         return done

@@ -189,6 +189,28 @@ async def test_concurrent_requests_wait_for_the_shared_prefix_instead_of_recompu
     assert computed < sum(map(len, prompts)) - (len(prompts) - 1) * system_len
 
 
+async def test_decode_reads_the_shared_system_prompt_once_with_identical_tokens(
+        tiny_dir: Path) -> None:
+    cached = tiny_engine(tiny_dir)
+    plain = tiny_engine(tiny_dir, prefix_slots=0)
+    model = observe(cached)
+    prompts = [prompt_of(cached, q, SYSTEM) for q in QUESTIONS]
+    try:
+        alone = [(await collect(plain.submit(p, GREEDY)))[0] for p in prompts]
+        together = await asyncio.gather(*(collect(cached.submit(p, GREEDY)) for p in prompts))
+    finally:
+        await cached.close()
+        await plain.close()
+    assert [ids for ids, _, _ in together] == alone
+    system_len = len(prompt_of(cached, "", SYSTEM)) - 8
+    groups = [g for g in model.shared if g]
+    assert groups, "no decode step read a shared prefix"
+    # the widest step: every question in one group sharing (at least) the system prompt
+    widest = max(groups, key=lambda gs: sum(len(rows) for rows, _ in gs))
+    [(rows, shared_len)] = widest
+    assert len(rows) == len(prompts) and shared_len >= system_len
+
+
 async def test_chunked_prefill_keeps_running_streams_moving(tiny_dir: Path) -> None:
     engine = tiny_engine(tiny_dir, prefill_chunk=16, prefix_slots=0)
     reference = tiny_engine(tiny_dir, prefill_chunk=1024, prefix_slots=0)

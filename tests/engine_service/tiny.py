@@ -87,12 +87,15 @@ class ObservedModel:
         self._model = model
         self._delay_s = delay_s
         self.shapes: list[tuple[int, int]] = []  # (rows, tokens per row) of each forward
+        # the shared_prefix groups (rows, length) of each forward (None: not given)
+        self.shared: list[list[tuple[list[int], int]] | None] = []
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._model, name)
 
     def __call__(self, input_ids: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
         self.shapes.append((int(input_ids.shape[0]), int(input_ids.shape[1])))
+        self.shared.append(kwargs.get("shared_prefix"))  # type: ignore[arg-type]
         time.sleep(self._delay_s)
         out: torch.Tensor = self._model(input_ids, *args, **kwargs)
         return out
