@@ -212,13 +212,15 @@ def main() -> None:
     prompt_len = len(prompts(gen, 1)[0])
     rows = asyncio.run(measure(gen, levels, not args.no_hf))
     report = {"model": gen.path, "device": str(gen.model.device), "dtype": str(gen.model.dtype),
+              "decode_weights": gen.model.decode_weights,
               "prompt_tokens": prompt_len, "new_tokens": NEW_TOKENS,
               "load_s": round(load_s, 2), "torch_threads": torch.get_num_threads(),
               "levels": rows}
     if args.json:
         print(json.dumps(report))
         return
-    print(f"model {gen.path} on {report['device']} ({report['dtype']}), load {load_s:.1f}s, "
+    print(f"model {gen.path} on {report['device']} ({report['dtype']}, decode on "
+          f"{report['decode_weights']} weights), load {load_s:.1f}s, "
           f"prompt {prompt_len} tokens, {NEW_TOKENS} new tokens, greedy, "
           f"{report['torch_threads']} threads")
     header = f"{'conc':>4} {'tok/s':>8} {'TTFT p50':>9} {'TTFT p95':>9}"

@@ -13,6 +13,9 @@ interleaved, and the best run is kept.
 * decode: one chat-formatted support question, greedy, `--tokens` new tokens (EOS ignored), tok/s
   = new tokens / wall time of the whole call (prefill included, on both sides). Ours:
   `Generator.generate`; transformers: `model.generate(do_sample=False)`.
+  Both sides multiply by the same weights (the GGUF's blocks dequantised to fp32); on a CPU
+  with AVX-512 ours reads them as the file's 4-bit blocks during decoding (``decode_weights``
+  in the header line: ``ggml-blocks``; see engine/quant.py), transformers as fp32 tensors.
 * embeddings: `benchmarks.embeddings.run_embedding_benchmark()` (the encoder's own benchmark).
 
 Device and dtype come from `pick_placement()`, so this runs unchanged on CUDA.
@@ -172,11 +175,12 @@ def main() -> None:
     load_row, gen, hf_model = bench_load(path, placement, args.repeats)
     decode_row, agree = bench_decode(gen, hf_model, args.tokens, placement, args.repeats)
     rows = [load_row, decode_row]
+    decode_weights = gen.model.decode_weights
     del gen, hf_model
     if not args.no_embeddings and (emb := embeddings_row()) is not None:
         rows.append(emb)
     info = {"model": path, "device": str(placement.device),
-            "dtype": str(placement.dtype).removeprefix("torch."),
+            "dtype": str(placement.dtype).removeprefix("torch."), "decode_weights": decode_weights,
             "threads": torch.get_num_threads(), "transformers": transformers.__version__,
             "torch": torch.__version__, "identical_leading_tokens": f"{agree}/{args.tokens}"}
     if args.json:

@@ -334,6 +334,13 @@ class LlamaForCausalLM(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.model.embed_tokens.weight.dtype
 
+    @property
+    def decode_weights(self) -> str:
+        """What decode steps multiply by: "ggml-blocks" (the C kernel) or "dense" (fp32 etc.)."""
+        quantized = self.head_quantized is not None or any(
+            isinstance(m, Linear) and m.quantized is not None for m in self.modules())
+        return "ggml-blocks" if quantized else "dense"
+
     def head_weight(self) -> torch.Tensor:
         return self.lm_head.weight if self.lm_head is not None else self.model.embed_tokens.weight
 
