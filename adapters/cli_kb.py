@@ -200,7 +200,10 @@ def register(sub: Any) -> None:
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--layers", type=int, default=1, help="top layers to train (0 = all)")
+    p.add_argument("--layers", type=int, help="top layers to train (0 = all; default: all "
+                                               "for a KB of <= 2,000 texts, else the top one)")
+    p.add_argument("--min-steps", type=int, default=50,
+                   help="small KBs: whole extra epochs until this many steps")
     p.add_argument("--max-steps", type=int, help="stop after this many steps")
     p.set_defaults(func=run_train)
     kb.set_defaults(func=lambda _args: (kb.print_help(), 2)[1])
@@ -260,7 +263,8 @@ def run_train(args: argparse.Namespace) -> int:
     groups = [[*a.questions, a.title] for a in kb.articles if a.questions]
     out = args.out or args.index_dir / f"encoder-{index_name(settings.kb_dir)}"
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                         trainable_layers=args.layers, max_steps=args.max_steps)
+                         trainable_layers=args.layers, min_steps=args.min_steps,
+                         max_steps=args.max_steps)
     from tqdm import tqdm
 
     bar: Any = None

@@ -1,7 +1,8 @@
 """BANKING77 answer-or-escalate figures: accuracy, out-of-scope recall, eval time.
 
     .venv/bin/python benchmarks/eval_banking77.py [--out DIR] [--scenarios full,shots10,...]
-                                                  [--no-train] [--epochs 1] [--layers 1]
+                                                  [--no-train] [--epochs 1] [--layers N]
+                                                  [--lr 1e-4] [--min-steps 50]
 
 Scenarios (scripts/banking77_to_kb.py):
   full       every train question as the KB's example questions (target: accuracy >= 94.5 %)
@@ -11,8 +12,15 @@ Scenarios (scripts/banking77_to_kb.py):
 
 Each scenario fine-tunes the encoder on its own KB (`supportbot kb train`; --no-train uses
 the packaged MiniLM), builds the index, then runs the eval exactly as `supportbot eval` does.
-Encoders and indexes are kept under --out and reused on a rerun (only changes are redone).
-The eval timing covers embedding and scoring the 3,080 test queries after indexing.
+Encoders (one directory per training setting) and indexes are kept under --out and reused on
+a rerun (only changes are redone). The eval timing covers embedding and scoring the 3,080 test
+queries after indexing.
+
+The defaults are the best setting on a validation split carved from train (10 % of each
+intent's questions as queries, the rest as the KB), not on test: the top layer, lr 1e-4, one
+epoch, at least 50 steps (shots10: 4 epochs). Validation top-1, full / shots10: top layer
+lr 5e-5 (the old default) 94.0 / 82.8 %; lr 1e-4 94.4 / 85.4 %; two layers 93.9 %; all six
+layers lr 5e-5 93.5 / 85.0 % (8 min instead of 1.5 for full); two epochs 94.3 %.
 """
 
 from __future__ import annotations
@@ -53,6 +61,9 @@ def encoder_for(kb_dir: Path, out: Path, train: bool, config: Any) -> Any:
 
     if not train:
         return load_embedder()
+    layers = "auto" if config.trainable_layers is None else config.trainable_layers
+    out = out.with_name(f"{out.name}-l{layers}-lr{config.lr:g}"
+                        f"-ep{config.epochs:g}-min{config.min_steps}")
     if (out / "model.safetensors").is_file():
         print(f"  reusing fine-tuned encoder {out}")
         return load_embedder(out)
@@ -61,8 +72,9 @@ def encoder_for(kb_dir: Path, out: Path, train: bool, config: Any) -> Any:
     groups = [[*a.questions, a.title] for a in kb.articles]
     report = train_encoder(embedder, groups, config)
     save_encoder(embedder.model, embedder.model_dir or default_model_dir(), out)
-    print(f"  trained: {report.steps} steps, {report.pairs} pairs, {report.seconds:.0f} s, "
-          f"loss {report.first_loss:.3f} -> {report.last_loss:.3f}")
+    layers_used = report.trainable_layers or "all"
+    print(f"  trained ({layers_used} layers): {report.steps} steps, {report.pairs} pairs, "
+          f"{report.seconds:.0f} s, loss {report.first_loss:.3f} -> {report.last_loss:.3f}")
     return load_embedder(out)
 
 
@@ -123,13 +135,17 @@ def main() -> None:
     parser.add_argument("--scenarios", default="full,shots10,holdout10")
     parser.add_argument("--no-train", action="store_true", help="plain packaged MiniLM")
     parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--layers", type=int, default=1, help="top layers to train (0 = all)")
-    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--layers", type=int, help="top layers to train (0 = all; default: "
+                                                   "all for a KB of <= 2,000 texts, else 1)")
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--min-steps", type=int, default=50,
+                        help="small KBs: whole extra epochs up to this many steps")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     from engine.train_encoder import TrainConfig
 
-    config = TrainConfig(epochs=args.epochs, trainable_layers=args.layers, lr=args.lr)
+    config = TrainConfig(epochs=args.epochs, trainable_layers=args.layers, lr=args.lr,
+                         min_steps=args.min_steps)
     results = [run_scenario(name, args.out, args.data, not args.no_train, config)
                for name in args.scenarios.split(",")]
     if args.json:

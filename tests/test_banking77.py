@@ -116,3 +116,31 @@ def test_fine_tuning_keeps_or_improves_retrieval_and_saves_safetensors(
     probe = ["my card has not arrived yet"]
     np.testing.assert_allclose(np.asarray(reloaded.embed(probe)),
                                np.asarray(embedder.embed(probe)), atol=1e-5)
+
+
+def test_small_kbs_get_whole_extra_epochs_up_to_min_steps() -> None:
+    from engine.train_encoder import TrainConfig, plan_batches
+
+    # 6 groups of 4: a batch holds one pair per group, so an epoch is 24 / 6 = 4 steps.
+    groups = [[f"q{g}-{i}" for i in range(4)] for g in range(6)]
+    one = plan_batches(groups, TrainConfig(batch_size=6, min_steps=0), random.Random(0))
+    assert len(one) == 4
+    more = plan_batches(groups, TrainConfig(batch_size=6, min_steps=10), random.Random(0))
+    assert len(more) == 12  # ceil(10 / 4) = 3 whole epochs: every question anchors 3 times
+    anchors = [a for batch in more for a, _ in batch]
+    assert all(anchors.count(q) == 3 for g in groups for q in g)
+    capped = plan_batches(groups, TrainConfig(batch_size=6, min_steps=10, max_steps=5),
+                          random.Random(0))
+    assert len(capped) == 5
+    big = plan_batches(groups, TrainConfig(batch_size=6, epochs=5, min_steps=10),
+                       random.Random(0))
+    assert len(big) == 20  # already past min_steps: the epochs asked for, no more
+
+
+def test_small_kbs_train_the_whole_encoder_large_ones_the_top_layer() -> None:
+    from engine.train_encoder import ALL_LAYERS_MAX_TEXTS, TrainConfig, resolve_trainable_layers
+
+    auto = TrainConfig()
+    assert resolve_trainable_layers(auto, ALL_LAYERS_MAX_TEXTS) == 0  # 0: every layer
+    assert resolve_trainable_layers(auto, ALL_LAYERS_MAX_TEXTS + 1) == 1
+    assert resolve_trainable_layers(TrainConfig(trainable_layers=2), 10) == 2  # as asked
