@@ -30,7 +30,9 @@ from dataclasses import replace
 from typing import Any, cast
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.async_engine import AsyncEngine
 from engine.errors import EngineError
@@ -62,7 +64,8 @@ class EngineWorker:
                  keys: EngineKeys | None = None, *, consumer: str | None = None,
                  max_attempts: int = 3, claim_idle_ms: int = 30_000,
                  max_inflight: int | None = None, block_ms: int = 1000,
-                 output_ttl_s: int = 600, drain_s: float = 10.0) -> None:
+                 output_ttl_s: int = 600, drain_s: float = 10.0,
+                 max_outage_s: float = 60.0) -> None:
         self.redis = redis
         self.engine = engine
         self.keys = keys or EngineKeys()
@@ -74,6 +77,9 @@ class EngineWorker:
         self.block_ms = block_ms
         self.output_ttl_s = output_ttl_s
         self.drain_s = drain_s
+        # Redis unreachable (restart, failover, a paused process's timed-out read): keep
+        # retrying this long before giving up and exiting for a supervisor to restart us.
+        self.max_outage_s = max_outage_s
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._request_ids: dict[str, str] = {}
         self._ack_on_cancel: set[str] = set()
@@ -84,6 +90,7 @@ class EngineWorker:
         await self.ensure_group()
         heartbeat = asyncio.create_task(self._heartbeat())
         next_reclaim = 0.0
+        outage_since: float | None = None
         loop = asyncio.get_running_loop()
         log.info("engine worker %s consuming %s", self.consumer, self.keys.requests)
         try:
@@ -94,11 +101,21 @@ class EngineWorker:
                                        return_when=asyncio.FIRST_COMPLETED)
                     continue
                 batch: list[tuple[str, dict[str, str], int]] = []
-                if loop.time() >= next_reclaim:
-                    batch = await self._reclaim(capacity)
-                    next_reclaim = loop.time() + self.claim_idle_ms / 2000
-                if len(batch) < capacity:
-                    batch += await self._read_new(capacity - len(batch))
+                try:
+                    if loop.time() >= next_reclaim:
+                        batch = await self._reclaim(capacity)
+                        next_reclaim = loop.time() + self.claim_idle_ms / 2000
+                    if len(batch) < capacity:
+                        batch += await self._read_new(capacity - len(batch))
+                    outage_since = None
+                except (RedisConnectionError, RedisTimeoutError) as exc:
+                    outage_since = outage_since or loop.time()
+                    if loop.time() - outage_since > self.max_outage_s:
+                        raise
+                    log.warning("engine worker %s: Redis unavailable (%s), retrying",
+                                self.consumer, exc)
+                    await asyncio.sleep(min(1.0, self.block_ms / 1000))
+                # Entries already claimed are started even if the read after them failed.
                 for msg_id, fields, attempt in batch:
                     self._start(msg_id, fields, attempt)
         finally:

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -16,6 +17,7 @@ import pytest
 
 from adapters.llm_factory import build_llm
 from bot.keys import Keys
+from bot.ports import GenerationChunk
 from bot.settings import SettingsError, load_settings
 from engine.clients import OpenAIHTTPLLM, RedisLLM
 from tests.conftest import REDIS_URL
@@ -86,3 +88,59 @@ def test_engine_command_without_anything_to_serve_exits_2(tmp_path: Path) -> Non
     done = subprocess.run([sys.executable, "-m", "adapters.cli", "engine"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "nothing to serve" in done.stderr
+
+
+async def test_engine_workers_flag_runs_another_serving_process_and_stops_it(
+        tiny_dir: Path, redis_keys: Keys) -> None:
+    env = {**os.environ, "SUPPORTBOT_MODEL": str(tiny_dir), "SUPPORTBOT_REDIS_URL": REDIS_URL,
+           "SUPPORTBOT_REDIS_PREFIX": redis_keys.prefix, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(  # noqa: ASYNC220 (starting it does not block)
+        [sys.executable, "-m", "adapters.cli", "engine", "--workers", "2", "--no-embeddings",
+         "--kv-budget-mb", "16", "--max-len", "256"], cwd=ROOT, env=env)
+    llm = build_llm(load_settings(llm="redis", redis_url=REDIS_URL,
+                                  redis_prefix=redis_keys.prefix))
+    children: list[int] = []
+    try:
+        for _ in range(600):
+            children = _children(proc.pid)
+            if children:
+                break
+            await asyncio.sleep(0.1)
+        assert len(children) == 1, "--workers 2 should start one more engine process"
+        first = await _text(llm.stream_chat(MESSAGES, max_tokens=8))  # someone serves
+        # Freeze the parent: only the extra process can take the next requests.
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            answers = await asyncio.wait_for(asyncio.gather(*(
+                _text(llm.stream_chat(MESSAGES, max_tokens=8)) for _ in range(3))), 120)
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        assert answers == [first] * 3  # greedy: the other process answers the same
+    finally:
+        await llm.close()
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(proc.wait, 60)
+    assert code == 0
+    for pid in children:  # the parent stopped its extra worker before exiting
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def _children(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+        if fields.get("PPid", "").strip() == str(pid) and fields.get("State", "")[:1] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+async def _text(chunks: AsyncIterator[GenerationChunk]) -> str:
+    return "".join([c.text async for c in chunks])

@@ -213,3 +213,41 @@ async def test_stopping_worker_finishes_answers_in_progress(
     assert len(first.token_ids) + sum(len(c.token_ids) for c in rest) == 30
     assert rest[-1].finish_reason == "length"
     assert (await redis_client.xpending(ekeys.requests, ekeys.group))["pending"] == 0
+
+
+async def test_worker_rides_out_a_redis_outage_and_gives_up_after_max_outage(
+        tiny_dir: Path, ekeys: EngineKeys, redis_client: aioredis.Redis) -> None:
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    expected = await reference(tiny_dir, 6)
+    client = aioredis.from_url(REDIS_URL, decode_responses=True)
+    real_read = client.xreadgroup
+    failures = {"left": 3}
+
+    async def flaky_read(*args: Any, **kwargs: Any) -> Any:
+        if failures["left"] > 0:  # e.g. a read that timed out while the process was paused
+            failures["left"] -= 1
+            raise RedisTimeoutError("Timeout reading from 127.0.0.1:6379")
+        return await real_read(*args, **kwargs)
+
+    client.xreadgroup = flaky_read  # type: ignore[method-assign]
+    engine = tiny_engine(tiny_dir)
+    worker = EngineWorker(client, engine, ekeys, block_ms=100, max_outage_s=30)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    llm = RedisLLM(redis_client, ekeys, timeout_s=30)
+    try:
+        chunks = await _collect(llm.stream_chat(MESSAGES, max_tokens=6, ignore_eos=True))
+        assert [t for c in chunks for t in c.token_ids] == expected
+        assert failures["left"] == 0 and not task.done()  # it failed 3 times and carried on
+        # an outage longer than max_outage_s ends run() with the error (the process exits)
+        worker.max_outage_s = 0.3
+        failures["left"] = 10**6
+        with pytest.raises(RedisTimeoutError):
+            await asyncio.wait_for(task, 30)
+    finally:
+        stop.set()
+        if not task.done():
+            await task
+        await engine.close()
+        await client.aclose()
