@@ -91,7 +91,7 @@ def _linear(x: torch.Tensor, layer: Linear) -> torch.Tensor:
     streams the weight once instead of packing it for a GEMM, 1.5-3x faster on CPU."""
     rows = x.numel() // x.shape[-1]
     weight, bias = layer.weight, layer.bias
-    if layer.quantized is not None and rows <= quant.MAX_ROWS and x.dtype == torch.float32:
+    if layer.quantized is not None and rows <= quant.max_rows() and x.dtype == torch.float32:
         out = layer.quantized.matmul(x)
         return out if bias is None else out + bias
     if 1 < rows <= 16 and x.device.type == "cpu":
@@ -478,8 +478,9 @@ class LlamaForCausalLM(nn.Module):
             h = h[torch.arange(B, device=h.device), last]  # [B, D]
         h = self.model.norm.forward(h)
         rows = h.numel() // h.shape[-1]
-        if self.head_quantized is not None and rows <= quant.MAX_ROWS and h.dtype == torch.float32:
-            return self.head_quantized.matmul(h)  # [B, (T,) V]
+        head_q = self.head_quantized
+        if head_q is not None and rows <= quant.max_rows() and h.dtype == torch.float32:
+            return head_q.matmul(h)  # [B, (T,) V]
         if h.dim() == 2 and h.shape[0] > 1 and h.device.type == "cpu":
             # A few rows through the vocabulary-sized head: as ``weight @ h.T`` MKL streams the
             # weight once, where F.linear's GEMM packs all of it first (2-3x slower on CPU for

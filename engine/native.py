@@ -22,6 +22,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch  # noqa: F401  # loads torch's OpenMP runtime first, so the kernel links to it
@@ -38,13 +39,6 @@ FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fopenmp", "-shared", "-f
 def native_kernels_enabled() -> bool:
     value = os.environ.get("SUPPORTBOT_NATIVE_KERNELS", "1")
     return value.strip().lower() not in ("0", "false", "no", "off")
-
-
-def _compiler() -> str | None:
-    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if name and shutil.which(name):
-            return name
-    return None
 
 
 def _cpu_flags() -> str:
@@ -64,9 +58,12 @@ def _cache_dir() -> Path:
     return Path(base) / "kernels"
 
 
-def _build(compiler: str) -> Path:
+def build_library(compiler: str, extra_flags: Sequence[str] = ()) -> Path:
+    """Compile the kernel (once per source, flags, compiler and CPU) and return the file.
+    ``extra_flags`` go after the defaults, e.g. ``-mno-avx512f`` to build the AVX2 variant."""
+    flags = [*FLAGS, *extra_flags]
     source = SOURCE.read_bytes()
-    key = hashlib.sha256(b"\0".join([source, " ".join(FLAGS).encode(), compiler.encode(),
+    key = hashlib.sha256(b"\0".join([source, " ".join(flags).encode(), compiler.encode(),
                                      platform.machine().encode(), _cpu_flags().encode()]))
     target = _cache_dir() / f"qmatmul-{key.hexdigest()[:16]}.so"
     if target.exists():
@@ -76,7 +73,7 @@ def _build(compiler: str) -> Path:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        subprocess.run([compiler, *FLAGS, "-o", tmp, str(SOURCE)], check=True,
+        subprocess.run([compiler, *flags, "-o", tmp, str(SOURCE)], check=True,
                        capture_output=True, text=True, timeout=120)
         os.replace(tmp, target)
     finally:
@@ -85,23 +82,34 @@ def _build(compiler: str) -> Path:
     return target
 
 
-@functools.cache
-def qmatmul_library() -> ctypes.CDLL | None:
-    """The compiled kernel library, or None (disabled, no compiler, or the build failed)."""
-    if not native_kernels_enabled():
-        return None
-    compiler = _compiler()
-    if compiler is None:
-        log.info("no C compiler found: quantised weights are computed in fp32")
-        return None
-    try:
-        lib = ctypes.CDLL(str(_build(compiler)))
-    except (OSError, subprocess.SubprocessError) as exc:
-        detail = getattr(exc, "stderr", "") or exc
-        log.warning("building the quantised-matmul kernel failed, using fp32 weights: %s", detail)
-        return None
+def load_library(path: Path) -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(path))
     lib.sb_qmatmul.restype = ctypes.c_int
     lib.sb_qmatmul.argtypes = [ctypes.c_int, *[ctypes.c_void_p] * 5, *[ctypes.c_int64] * 3]
     lib.sb_qmatmul_fast.restype = ctypes.c_int
     lib.sb_qmatmul_fast.argtypes = []
     return lib
+
+
+def find_compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+@functools.cache
+def qmatmul_library() -> ctypes.CDLL | None:
+    """The compiled kernel library, or None (disabled, no compiler, or the build failed)."""
+    if not native_kernels_enabled():
+        return None
+    compiler = find_compiler()
+    if compiler is None:
+        log.info("no C compiler found: quantised weights are computed in fp32")
+        return None
+    try:
+        return load_library(build_library(compiler))
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", "") or exc
+        log.warning("building the quantised-matmul kernel failed, using fp32 weights: %s", detail)
+        return None

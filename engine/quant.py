@@ -14,6 +14,7 @@ Repacked layout (what the kernel reads): ``scale[n, b]`` (and ``mins[n, b]`` for
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -27,15 +28,22 @@ BLOCK = 32
 # GGML type -> (bytes per block in the file, bytes of quants per block, has a min)
 _LAYOUT = {Q.Q4_0: (18, 16, False), Q.Q4_1: (20, 16, True), Q.Q8_0: (34, 32, False)}
 KERNEL_TYPES = frozenset(_LAYOUT)
-# Above this many rows the fp32 weights through MKL's GEMM are faster than the kernel (the two
-# cross near 48 rows on an AVX-512 Xeon), which is built for the few rows of a decode step.
-MAX_ROWS = 32
+# Above this many rows the fp32 weights through MKL's GEMM are faster than the kernel, which is
+# built for the few rows of a decode step (measured on a Xeon: AVX-512 crosses near 48 rows;
+# the AVX2 build is 1.8x faster than MKL at one row and slower by 16).
+_MAX_ROWS = {2: 32, 1: 8}
 
 
 def kernel_available() -> bool:
-    """Whether the compiled kernel exists and is the vectorised one (AVX-512)."""
+    """Whether the compiled kernel exists and is a vectorised one (AVX-512 or AVX2 + FMA)."""
+    return max_rows() > 0
+
+
+@functools.cache
+def max_rows() -> int:
+    """Forwards with at most this many rows use the kernel (0: never, no fast kernel)."""
     lib = qmatmul_library()
-    return lib is not None and bool(lib.sb_qmatmul_fast())
+    return 0 if lib is None else _MAX_ROWS.get(int(lib.sb_qmatmul_fast()), 0)
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,49 @@ def test_a_rows_result_does_not_depend_on_its_batch(qtype: Q) -> None:
     assert torch.equal(qw.matmul(x[3:9]), together[3:9])
 
 
+def _cpu_flags() -> set[str]:
+    return set(native._cpu_flags().split())
+
+
+# (extra compiler flags, the level sb_qmatmul_fast reports): every variant this CPU can run
+VARIANTS: list[tuple[tuple[str, ...], int]] = [(("-march=x86-64",), 0)]
+if {"avx2", "fma"} <= _cpu_flags():
+    VARIANTS.append((("-mno-avx512f",), 1))
+if "avx512f" in _cpu_flags():
+    VARIANTS.append(((), 2))
+
+
+@pytest.mark.parametrize(("flags", "level"), VARIANTS, ids=lambda v: str(v))
+def test_every_kernel_variant_computes_the_same_products(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         flags: tuple[str, ...],
+                                                         level: int) -> None:
+    compiler = native.find_compiler()
+    assert compiler is not None, "no C compiler: install gcc"
+    monkeypatch.setenv(native.CACHE_ENV, str(tmp_path))
+    lib = native.load_library(native.build_library(compiler, flags))
+    assert lib.sb_qmatmul_fast() == level
+    for qtype in KINDS:
+        n, k = 13, 96
+        raw = _random_blocks(qtype, n, k, seed=level)
+        qw = QuantizedWeight.from_blocks(raw, qtype, (n, k))
+        weight = torch.from_numpy(dequantize(raw, qtype))
+        x = torch.randn(9, k)
+        y = torch.empty(9, n)
+        mins = None if qw.mins is None else qw.mins.data_ptr()
+        status = lib.sb_qmatmul(int(qtype), qw.qs.data_ptr(), qw.scale.data_ptr(), mins,
+                                x.data_ptr(), y.data_ptr(), 9, n, k)
+        assert status == 0
+        torch.testing.assert_close(y, x @ weight.T)
+        for i in (0, 4, 8):  # batch-independent in every variant
+            one = torch.empty(1, n)
+            lib.sb_qmatmul(int(qtype), qw.qs.data_ptr(), qw.scale.data_ptr(), mins,
+                           x[i:i + 1].contiguous().data_ptr(), one.data_ptr(), 1, n, k)
+            assert torch.equal(one[0], y[i])
+    assert lib.sb_qmatmul(99, 0, 0, None, 0, 0, 1, 1, 32) == -2  # unknown type: refused
+    assert lib.sb_qmatmul(int(Q.Q8_0), 0, 0, None, 0, 0, 1, 1, 40) == -1  # K not 32 * n
+
+
 def test_reordered_and_stacked_rows_match_the_dense_equivalents() -> None:
     a = QuantizedWeight.from_blocks(_random_blocks(Q.Q4_1, 8, 64, 2), Q.Q4_1, (8, 64))
     b = QuantizedWeight.from_blocks(_random_blocks(Q.Q4_1, 4, 64, 3), Q.Q4_1, (4, 64))
@@ -102,7 +145,7 @@ def test_model_decodes_the_same_with_and_without_the_kernel(tmp_path: Path, qtyp
     with_kernel = load_gguf(path, CPU)
     weights = gguf_quantized_weights(gf, with_kernel.config)
     assert len(weights) == 4 * 2 + 1  # qkv, o, gate_up, down per layer, and the head
-    with_kernel.model.use_quantized(weights)  # attached even on a CPU without AVX-512
+    with_kernel.model.use_quantized(weights)  # attached even on a CPU without AVX2
     plain = load_gguf(path, CPU)
     _strip(plain.model)
 
@@ -140,17 +183,19 @@ def test_kernel_is_built_once_per_cache_dir_and_can_be_switched_off(
 
         monkeypatch.setenv(native.DISABLE_ENV, "0")
         native.qmatmul_library.cache_clear()
+        quant.max_rows.cache_clear()
         assert native.qmatmul_library() is None and not quant.kernel_available()
         loaded = load_gguf(write_gguf(tmp_path / "q.gguf", qtype=Q.Q4_0), CPU)
         assert loaded.model.head_quantized is None  # fp32 weights only
     finally:
         native.qmatmul_library.cache_clear()
+        quant.max_rows.cache_clear()
 
 
 def test_smollm_decode_with_the_kernel_matches_fp32_weights(smollm_generator: Generator) -> None:
     gen = smollm_generator
     model = gen.model
-    if not quant.kernel_available():  # no AVX-512 (or no compiler): fp32 weights only
+    if not quant.kernel_available():  # no AVX2 (or no compiler): fp32 weights only
         assert model.head_quantized is None
         return
     assert model.head_quantized is not None  # the real Q4_1/Q8_0 file loads with the kernel
