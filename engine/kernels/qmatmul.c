@@ -86,7 +86,7 @@ static inline __attribute__((always_inline)) void tile_dot(
         for (int c = 0; c < NW; c++) {
             const int64_t blk = (n + c) * nb + b;
             __m512 w0, w1;
-            load_block(type, qs + blk * qb, scale[blk], mins ? mins[blk] : 0.0f, &w0, &w1);
+            load_block(type, qs + blk * qb, scale[blk], type == SB_Q4_1 ? mins[blk] : 0.0f, &w0, &w1);
             for (int r = 0; r < NR; r++) {
                 a0[c][r] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xb + r * K), a0[c][r]);
                 a1[c][r] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xb + r * K + 16), a1[c][r]);
@@ -140,7 +140,7 @@ static inline __attribute__((always_inline)) void tile_dot(
         for (int c = 0; c < NW; c++) {
             const int64_t blk = (n + c) * nb + b;
             __m256 w[4];
-            load_block(type, qs + blk * qb, scale[blk], mins ? mins[blk] : 0.0f, w);
+            load_block(type, qs + blk * qb, scale[blk], type == SB_Q4_1 ? mins[blk] : 0.0f, w);
             for (int r = 0; r < NR; r++)
                 for (int i = 0; i < 4; i++)
                     acc[c][r][i] = _mm256_fmadd_ps(w[i], _mm256_loadu_ps(xb + r * K + 8 * i),
@@ -175,7 +175,7 @@ static inline void tile_dot(int type, const uint8_t *qs, const float *scale, con
     memset(acc, 0, sizeof(acc));
     for (int64_t b = 0; b < nb; b++) {
         const int64_t blk = n * nb + b;
-        load_block(type, qs + blk * qb, scale[blk], mins ? mins[blk] : 0.0f, w);
+        load_block(type, qs + blk * qb, scale[blk], type == SB_Q4_1 ? mins[blk] : 0.0f, w);
         for (int r = 0; r < NR; r++)
             for (int j = 0; j < QK; j++) acc[r][j] += w[j] * x[(r0 + r) * K + b * QK + j];
     }
@@ -188,10 +188,11 @@ static inline void tile_dot(int type, const uint8_t *qs, const float *scale, con
 }
 #endif
 
-int sb_qmatmul(int type, const uint8_t *qs, const float *scale, const float *mins,
-               const float *x, float *y, int64_t M, int64_t N, int64_t K) {
-    if (K % QK != 0) return -1;
-    if (type != SB_Q4_0 && type != SB_Q4_1 && type != SB_Q8_0) return -2;
+/* The whole product for one block type; `type` is a constant after inlining, so the block
+   expansion has no branches in the inner loop. */
+static inline __attribute__((always_inline)) void qmatmul_typed(
+    const int type, const uint8_t *qs, const float *scale, const float *mins, const float *x,
+    float *y, int64_t M, int64_t N, int64_t K) {
     const int qb = type == SB_Q8_0 ? QK : QK / 2;
     const int64_t nb = K / QK;
 /* Tiles of NW weight rows x NR rows of x: at most 16 accumulator registers per tile. */
@@ -227,5 +228,15 @@ int sb_qmatmul(int type, const uint8_t *qs, const float *scale, const float *min
         }
     }
 #undef SB_TILE
-    return 0;
+}
+
+int sb_qmatmul(int type, const uint8_t *qs, const float *scale, const float *mins,
+               const float *x, float *y, int64_t M, int64_t N, int64_t K) {
+    if (K % QK != 0) return -1;
+    switch (type) {
+        case SB_Q4_0: qmatmul_typed(SB_Q4_0, qs, scale, mins, x, y, M, N, K); return 0;
+        case SB_Q4_1: qmatmul_typed(SB_Q4_1, qs, scale, mins, x, y, M, N, K); return 0;
+        case SB_Q8_0: qmatmul_typed(SB_Q8_0, qs, scale, mins, x, y, M, N, K); return 0;
+        default: return -2;
+    }
 }
