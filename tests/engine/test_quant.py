@@ -192,6 +192,23 @@ def test_kernel_is_built_once_per_cache_dir_and_can_be_switched_off(
         quant.max_rows.cache_clear()
 
 
+def test_an_unusable_cache_dir_falls_back_to_fp32_with_a_warning(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache directory should be")
+    monkeypatch.setenv(native.CACHE_ENV, str(blocker))
+    native.qmatmul_library.cache_clear()
+    quant.max_rows.cache_clear()
+    try:
+        with caplog.at_level("WARNING", logger="engine.native"):
+            assert native.qmatmul_library() is None
+        assert "using fp32 weights" in caplog.text
+        assert quant.max_rows() == 0
+    finally:
+        native.qmatmul_library.cache_clear()
+        quant.max_rows.cache_clear()
+
+
 def test_smollm_decode_with_the_kernel_matches_fp32_weights(smollm_generator: Generator) -> None:
     gen = smollm_generator
     model = gen.model
