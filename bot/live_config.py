@@ -78,7 +78,10 @@ SETTABLE: dict[str, tuple[Callable[[str], str], str]] = {
 # Keys an admin may set to "" (cleared: no hours, no channels, or back to the fallback).
 CLEARABLE = frozenset({"business_hours", "support_channels", "agent_channel",
                        *(agent_channel_key(p) for p in AGENT_CHANNEL_PLATFORMS)})
-PAUSED = "paused_channels"  # managed by pause/resume; "*" pauses every channel
+PAUSED = "paused_channels"  # shown by /support status; "*" pauses every channel
+# Each paused channel is its own field ("paused:C123" = "1"), so two admins pausing or resuming
+# different channels at once both win: one HSET or HDEL each, no read-modify-write.
+PAUSED_FIELD = "paused:"
 
 
 @dataclass(frozen=True)
@@ -136,8 +139,9 @@ def merge(defaults: ConfigSnapshot, stored: Mapping[str, str]) -> ConfigSnapshot
                 values[name] = SETTABLE[name][0](raw)
             except ValueError:
                 continue
-        elif name == PAUSED:
-            values[name] = raw
+    paused = set(_split(values[PAUSED]))  # the defaults' (none, unless a test sets some)
+    paused.update(name.removeprefix(PAUSED_FIELD) for name in stored
+                  if name.startswith(PAUSED_FIELD))
     return ConfigSnapshot(
         answer_threshold=float(values["answer_threshold"]),
         support_channels=tuple(_split(values["support_channels"])),
@@ -149,7 +153,7 @@ def merge(defaults: ConfigSnapshot, stored: Mapping[str, str]) -> ConfigSnapshot
         rate_window_s=float(values["rate_window_s"]),
         claim_timeout_min=float(values["claim_timeout_min"]),
         max_reminders=int(values["max_reminders"]),
-        paused_channels=frozenset(_split(values[PAUSED])),
+        paused_channels=frozenset(paused),
     )
 
 
@@ -193,16 +197,17 @@ class LiveConfig:
         return value
 
     async def set_paused(self, channel: str, paused: bool) -> frozenset[str]:
-        """Pause or resume one channel ("*" = all). Read-modify-write of one field: two admins
-        pausing different channels in the same instant could lose one; acceptable for an
-        admin action that says what it did."""
-        current = set((await self.fresh()).paused_channels)
+        """Pause or resume one channel ("*" = all); returns the channels paused afterwards.
+        One atomic write per channel, so concurrent admins never undo each other's change
+        (resuming "*" clears every channel paused before it)."""
+        name = self.keys.config()
         if paused:
-            current.add(channel)
+            await self.kv.hset(name, {PAUSED_FIELD + channel: "1"})
         elif channel == "*":
-            current.clear()
+            stored = await self.kv.hgetall(name)
+            fields = [f for f in stored if f.startswith(PAUSED_FIELD)]
+            if fields:
+                await self.kv.hdel(name, *fields)
         else:
-            current.discard(channel)
-        await self.kv.hset(self.keys.config(), {PAUSED: ",".join(sorted(current))})
-        self._cached = None
-        return frozenset(current)
+            await self.kv.hdel(name, PAUSED_FIELD + channel)
+        return (await self.fresh()).paused_channels

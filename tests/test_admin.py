@@ -258,3 +258,20 @@ async def test_config_set_in_one_process_is_seen_by_another(
     assert outcomes == [Outcome.ANSWERED, Outcome.RATE_LIMITED]
     got = (await admin_for(b).handle(AGENT, "config get rate_limit")).text
     assert got == "rate_limit = '1'"
+
+
+async def test_admins_pausing_channels_at_once_in_two_processes_both_win(
+        two_processes: tuple[Stack, Stack]) -> None:
+    a, b = two_processes
+    channels = [f"C{i}" for i in range(10)]
+    # ten pauses racing from two processes: each is its own write, none undoes another
+    await asyncio.gather(*(admin_for(a if i % 2 else b).handle(ADMIN, f"pause {c}")
+                           for i, c in enumerate(channels)))
+    assert (await a.live.fresh()).paused_channels == frozenset(channels)
+    await asyncio.gather(admin_for(a).handle(ADMIN, "resume C3"),
+                         admin_for(b).handle(ADMIN, "resume C4"),
+                         admin_for(b).handle(ADMIN, "pause C10"))
+    assert (await b.live.fresh()).paused_channels == frozenset(
+        [*(c for c in channels if c not in ("C3", "C4")), "C10"])
+    reply = await admin_for(a).handle(ADMIN, "resume all")
+    assert reply.ok and not (await b.live.fresh()).paused_channels
