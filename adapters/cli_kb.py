@@ -284,7 +284,9 @@ def run_train(args: argparse.Namespace) -> int:
     if bar is not None:
         bar.close()
     save_encoder(embedder.inner.model, embedder.inner.model_dir, out)
-    print(f"trained {report.steps} steps on {report.pairs} pairs in {report.seconds:.0f} s "
+    layers = f"top {report.trainable_layers}" if report.trainable_layers else "all"
+    print(f"trained {report.steps} steps ({layers} layers) on {report.pairs} pairs in "
+          f"{report.seconds:.0f} s "
           f"(loss {report.first_loss:.3f} -> {report.last_loss:.3f}); saved {out}")
     print(f"use it: SUPPORTBOT_EMBED_MODEL={out} supportbot kb index   (or --encoder {out})")
     return 0

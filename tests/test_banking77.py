@@ -109,6 +109,7 @@ def test_fine_tuning_keeps_or_improves_retrieval_and_saves_safetensors(
     report = train_encoder(embedder, list(train.values()),
                            TrainConfig(epochs=1, batch_size=8, lr=1e-4, trainable_layers=1))
     assert report.steps >= 10 and report.pairs == report.steps * 8
+    assert report.trainable_layers == 1
     after_acc, after_margin = _nn_accuracy(embedder, train, test)
     assert after_acc >= before_acc and after_margin > before_margin
     out = save_encoder(embedder.model, embedder.model_dir or tmp_path, tmp_path / "enc")
