@@ -5,8 +5,8 @@ prompt, copied into each sequence's KV slot. Decoding is then bound by reading t
 values: 16 sequences at ~330 positions read 16 copies of the same ~260-position prefix in
 every layer, three times the bytes of the weights of a 4-bit model. Here the prefix is read
 once from one member's slot and attended by all the group's queries as one matrix product;
-each sequence reads only its own positions after the prefix, and the two partial softmaxes
-are merged exactly (log-sum-exp), as in cascade / Hydragen attention.
+each sequence reads only its own positions after the prefix, and one softmax spans both
+parts' scores, so the result is exact (as in cascade / Hydragen attention).
 
 Shapes: G rows in a group, Hkv key/value heads, R query heads per kv head, hd head dim,
 L shared positions, S own positions.
@@ -91,32 +91,24 @@ def grouped_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: to
 def prefix_split_attention(q: torch.Tensor, k_shared: torch.Tensor, v_shared: torch.Tensor,
                            k_own: torch.Tensor, v_own: torch.Tensor,
                            own_bias: torch.Tensor) -> torch.Tensor:
-    """Softmax attention of q over [shared keys ++ own keys], computed as two parts.
+    """Softmax attention of q over [shared keys ++ own keys], reading the shared keys once.
 
     q [G, Hkv, R, hd]; k_shared, v_shared [Hkv, L, hd] (L may be 0); k_own, v_own
     [G, Hkv, S, hd]; own_bias [G, 1, 1, S] (every row has at least one finite entry).
-    Scores and softmax in fp32 whatever the cache dtype. Returns [G, Hkv, R, hd]."""
+    The scores of both parts (small: L + S per query) go through one softmax, in fp32 whatever
+    the cache dtype; only the keys and values are read in two parts. Returns [G, Hkv, R, hd]."""
     G, Hkv, R, hd = q.shape
+    L = k_shared.shape[1]
     q = q * hd ** -0.5
     s_own = torch.matmul(q, k_own.transpose(-1, -2)).float() + own_bias  # [G, Hkv, R, S]
-    m_own = s_own.amax(-1, keepdim=True)  # [G, Hkv, R, 1]
-    p_own = torch.exp(s_own - m_own)
-    l_own = p_own.sum(-1, keepdim=True)
-    o_own = torch.matmul(p_own.to(v_own.dtype), v_own).float()  # [G, Hkv, R, hd]
-    if k_shared.shape[1] == 0:
-        return (o_own / l_own).to(q.dtype)
+    if L == 0:
+        probs = torch.softmax(s_own, dim=-1).to(v_own.dtype)
+        return torch.matmul(probs, v_own)
     # every group member's queries against the one copy of the prefix: [Hkv, G*R, L]
     q_all = q.permute(1, 0, 2, 3).reshape(Hkv, G * R, hd)
-    s_sh = torch.matmul(q_all, k_shared.transpose(-1, -2)).float()
-    m_sh = s_sh.amax(-1, keepdim=True)  # [Hkv, G*R, 1]
-    p_sh = torch.exp(s_sh - m_sh)
-    l_sh = p_sh.sum(-1, keepdim=True)
-    o_sh = torch.matmul(p_sh.to(v_shared.dtype), v_shared).float()  # [Hkv, G*R, hd]
-
-    def per_row(t: torch.Tensor) -> torch.Tensor:  # [Hkv, G*R, X] -> [G, Hkv, R, X]
-        return t.reshape(Hkv, G, R, t.shape[-1]).permute(1, 0, 2, 3)
-
-    m_sh, l_sh, o_sh = per_row(m_sh), per_row(l_sh), per_row(o_sh)
-    m = torch.maximum(m_own, m_sh)
-    a_own, a_sh = torch.exp(m_own - m), torch.exp(m_sh - m)
-    return ((o_own * a_own + o_sh * a_sh) / (l_own * a_own + l_sh * a_sh)).to(q.dtype)
+    s_shared = torch.matmul(q_all, k_shared.transpose(-1, -2)).float()
+    s_shared = s_shared.view(Hkv, G, R, L).permute(1, 0, 2, 3)  # [G, Hkv, R, L]
+    probs = torch.softmax(torch.cat([s_shared, s_own], dim=-1), dim=-1).to(v_own.dtype)
+    p_shared = probs[..., :L].permute(1, 0, 2, 3).reshape(Hkv, G * R, L)
+    out_shared = torch.matmul(p_shared, v_shared).view(Hkv, G, R, hd).permute(1, 0, 2, 3)
+    return torch.matmul(probs[..., L:], v_own) + out_shared  # [G, Hkv, R, hd]

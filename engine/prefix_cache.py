@@ -8,9 +8,14 @@ the longest common token prefix, copies those positions into its own slot (a mem
 Entries are evicted least-recently-used, so an entry that every request hits (the system
 prompt) stays while one-off prompts cycle through the remaining slots.
 
-Every entry has an id that is never reused. Sequences that restored from the same entry hold
-identical keys/values for the positions they copied, which lets the decoder read that shared
-part once for all of them (``engine.prefix_attention``).
+Lineage, for the decoder (``engine.prefix_attention``): every computed prefix gets an origin id
+that is never reused, and every entry remembers which origin its first ``origin_len``
+positions are bit-identical copies of. A prompt computed from scratch starts a new origin; an
+entry inserted by a sequence that had restored part of its prompt inherits that part's
+origin. Sequences with the same origin therefore share identical keys/values for the shorter
+of their two ``origin_len``, even when they restored from different entries (the system
+prompt alone, or the system prompt plus an earlier identical question), and the decoder reads
+that part once for all of them.
 """
 
 from __future__ import annotations
@@ -35,7 +40,18 @@ class _Entry:
     slot: int
     tokens: tuple[int, ...]
     last_used: int
-    id: int
+    origin: int  # positions [0, origin_len) are bit-identical in everything of this origin
+    origin_len: int
+
+
+@dataclass(frozen=True)
+class Restored:
+    """What a lookup copied: ``length`` positions, of which the first ``origin_len`` are
+    identical to everything else of ``origin`` (None: nothing was copied)."""
+
+    length: int = 0
+    origin: int | None = None
+    origin_len: int = 0
 
 
 @dataclass
@@ -65,9 +81,9 @@ class PrefixCache:
         for a prompt being prefilled that would give a longer match."""
         return max((self._usable(e, tokens) for e in self._entries), default=0)
 
-    def restore(self, tokens: Sequence[int], dst_slot: int) -> tuple[int, int | None]:
+    def restore(self, tokens: Sequence[int], dst_slot: int) -> Restored:
         """Copy the longest cached prefix of ``tokens`` into ``dst_slot``; returns its length and
-        the id of the entry it came from (``(0, None)`` on a miss).
+        lineage (``Restored()`` on a miss).
 
         At most ``len(tokens) - 1`` positions are reused: the last prompt token must still run
         through the model to produce the logits of the first generated token.
@@ -81,17 +97,19 @@ class PrefixCache:
             if n > best_len:
                 best, best_len = entry, n
         if best is None:
-            return 0, None
+            return Restored()
         self._clock += 1
         best.last_used = self._clock
         self._copy(best.slot, dst_slot, best_len)
         self.stats.hits += 1
         self.stats.hit_tokens += best_len
-        return best_len, best.id
+        return Restored(best_len, best.origin, min(best_len, best.origin_len))
 
-    def insert(self, tokens: Sequence[int], src_slot: int) -> int | None:
-        """Remember the first ``len(tokens)`` positions of ``src_slot`` (already computed);
-        returns the new entry's id, or None when nothing was stored."""
+    def insert(self, tokens: Sequence[int], src_slot: int,
+               restored: Restored = Restored()) -> Restored | None:
+        """Remember the first ``len(tokens)`` positions of ``src_slot`` (already computed; its
+        first ``restored.length`` came from this cache). Returns the new entry's lineage, or
+        None when nothing was stored."""
         if len(tokens) < self.min_match or not self.enabled:
             return None
         key = tuple(tokens)
@@ -105,10 +123,13 @@ class PrefixCache:
             slot = victim.slot
         self._copy(src_slot, slot, len(key))
         self._clock += 1
-        entry = _Entry(slot, key, self._clock, self._next_id)
-        self._next_id += 1
-        self._entries.append(entry)
-        return entry.id
+        if restored.origin is not None:  # its start is a copy: same origin, as far as that goes
+            origin, origin_len = restored.origin, restored.origin_len
+        else:  # computed from scratch: a new origin
+            origin, origin_len = self._next_id, len(key)
+            self._next_id += 1
+        self._entries.append(_Entry(slot, key, self._clock, origin, origin_len))
+        return Restored(len(key), origin, origin_len)
 
     def _usable(self, entry: _Entry, tokens: Sequence[int]) -> int:
         n = min(common_prefix_len(entry.tokens, tokens), len(tokens) - 1)

@@ -26,7 +26,7 @@ import torch
 from engine.batch_sampling import row_params
 from engine.generate import TextAssembler
 from engine.kv_manager import SlotPool
-from engine.prefix_cache import PrefixCache, common_prefix_len
+from engine.prefix_cache import PrefixCache, Restored, common_prefix_len
 from engine.requests import GenerationParams
 from engine.sampling import SamplingParams
 
@@ -55,10 +55,9 @@ class Sequence:
     cached: int = 0  # positions of this sequence already in its slot's KV cache
     output: list[int] = field(default_factory=list)
     first_token_at: float | None = None
-    # Positions [0, prefix_len) of this slot are a copy of prefix-cache entry prefix_origin
-    # (or were its source): identical in every sequence with the same origin.
-    prefix_origin: int | None = None
-    prefix_len: int = 0
+    # Lineage of this slot's first positions (engine.prefix_cache): identical, for
+    # restored.origin_len positions, in every sequence of the same origin.
+    restored: Restored = field(default_factory=Restored)
     sampling: SamplingParams = field(init=False)  # params in the form the sampler takes
 
     def __post_init__(self) -> None:
@@ -132,8 +131,8 @@ class Scheduler:
             self.waiting.remove(seq)
             seq.slot, seq.state = slot, State.PREFILL
             if self.prefix.enabled:
-                seq.cached, seq.prefix_origin = self.prefix.restore(seq.prompt, slot)
-                seq.prefix_len = seq.cached
+                seq.restored = self.prefix.restore(seq.prompt, slot)
+                seq.cached = seq.restored.length
             self.running.append(seq)
             admitted.append(seq)
         return admitted
@@ -159,9 +158,10 @@ class Scheduler:
         prefix-cache entry, for the decoder to read once (``LlamaForCausalLM.forward``)."""
         by_origin: dict[int, list[int]] = {}
         for i, seq in enumerate(rows):
-            if seq.prefix_origin is not None and seq.prefix_len >= self.min_shared_prefix:
-                by_origin.setdefault(seq.prefix_origin, []).append(i)
-        return [(members, min(rows[i].prefix_len for i in members))
+            origin = seq.restored.origin
+            if origin is not None and seq.restored.origin_len >= self.min_shared_prefix:
+                by_origin.setdefault(origin, []).append(i)
+        return [(members, min(rows[i].restored.origin_len for i in members))
                 for members in by_origin.values() if len(members) > 1]
 
     def prefill_plan(self) -> PrefillPlan:
@@ -186,8 +186,8 @@ class Scheduler:
             seq.cached += n
             if seq.to_prefill == 0:
                 seq.state = State.DECODE
-                entry = self.prefix.insert(seq.prompt, seq.slot)
-                if seq.prefix_origin is None and entry is not None:
-                    seq.prefix_origin, seq.prefix_len = entry, len(seq.prompt)
+                entry = self.prefix.insert(seq.prompt, seq.slot, seq.restored)
+                if seq.restored.origin is None and entry is not None:
+                    seq.restored = entry  # it computed the entry's origin itself
                 done.append(seq)
         return done
