@@ -247,18 +247,26 @@ class Handoff:
                                            f"{ticket.agent_name or ticket.agent}.", ticket)
             return ActionResult(False, f"Ticket {ticket.id} is already "
                                        f"{ticket.state.replace('_', ' ')}.", ticket)
-        moved = await self.store.transition(
-            ticket.conversation, [ConversationState.WAITING_HUMAN], ConversationState.HUMAN,
-            {"ticket": ticket.id, "agent": agent, "agent_name": agent_name})
-        if moved:
-            await self._tell_customer(ticket.conversation,
-                                      f"{agent_name or agent} has joined the conversation.")
-            if self.analytics is not None:
-                await self.analytics.claimed(ticket.conversation, ticket.created,
-                                             self.clock.now())
+        await self._agent_joins(ticket)
         await self._refresh_card(ticket)
         return ActionResult(True, f"You have ticket {ticket.id}. Reply in the customer's "
                                   f"thread: {ticket.link or ticket.conversation.id}", ticket)
+
+    async def _agent_joins(self, ticket: Ticket) -> bool:
+        """Second step of a claim: the conversation goes to HUMAN and the customer is told.
+        A compare-and-set, so when the sweeper repairs a claim that stopped between its two
+        steps (a crash), exactly one of them tells the customer."""
+        agent, name = ticket.agent, ticket.agent_name
+        moved = await self.store.transition(
+            ticket.conversation, [ConversationState.WAITING_HUMAN], ConversationState.HUMAN,
+            {"ticket": ticket.id, "agent": agent, "agent_name": name})
+        if moved:
+            await self._tell_customer(ticket.conversation,
+                                      f"{name or agent} has joined the conversation.")
+            if self.analytics is not None:
+                await self.analytics.claimed(ticket.conversation, ticket.created,
+                                             self.clock.now())
+        return moved
 
     async def _close(self, ticket_id: str, to: TicketState, by: str, note: str,
                      conv_to: ConversationState, customer_text: str) -> ActionResult:
@@ -338,14 +346,18 @@ class Handoff:
     # ---- timeouts (called by the one Sweeper holding the lease) ------------------------------
 
     async def sweep(self) -> int:
-        """Remind agents about tickets left unclaimed, update their customers, and post cards
-        that failed to post. Returns how many reminders were sent."""
+        """Remind agents about tickets left unclaimed, update their customers, post cards that
+        failed to post, and finish claims interrupted between their two steps. Returns how
+        many reminders were sent."""
         cfg = await self.live.snapshot()
         now = self.clock.now()
         sent = 0
         for ticket in await self.tickets.active():
             if not ticket.card_id:
                 await self.post_card(ticket)
+            if ticket.state is TicketState.CLAIMED:
+                await self._finish_interrupted_claim(ticket)
+                continue
             if ticket.state is not TicketState.OPEN or ticket.reminders >= cfg.max_reminders:
                 continue
             if now - ticket.created < cfg.claim_timeout_s * (ticket.reminders + 1):
@@ -353,6 +365,16 @@ class Handoff:
             if await self._remind(ticket, cfg):
                 sent += 1
         return sent
+
+    async def _finish_interrupted_claim(self, ticket: Ticket) -> None:
+        """A claimed ticket whose conversation still waits for a human: the claiming process
+        stopped between the ticket's claim and the conversation's move. Finish it."""
+        conversation = await self.store.load(ticket.conversation, max_turns=0)
+        if conversation.state is ConversationState.WAITING_HUMAN and await self._agent_joins(
+                ticket):
+            log.warning("ticket %s: finished a claim by %s that was interrupted", ticket.id,
+                        ticket.agent)
+            await self._refresh_card(ticket)
 
     async def _remind(self, ticket: Ticket, cfg: ConfigSnapshot) -> bool:
         key = ticket.conversation

@@ -148,6 +148,26 @@ async def test_unclaimed_ticket_reminds_agents_and_updates_customer_once_per_tim
     assert await stack.handoff.sweep() == 0  # claimed tickets are not reminded
 
 
+async def test_sweeper_finishes_a_claim_interrupted_between_its_two_steps(
+        stack: Stack, outbox: RecordingOutbox) -> None:
+    ticket_id = await escalate(stack, outbox)
+    # the claiming process dies right after the ticket's compare-and-set
+    result = await stack.tickets.claim(ticket_id, "A1", "Bea", stack.clock.now())
+    assert result.won
+    assert (await stack.store.load(KEY)).state is ConversationState.WAITING_HUMAN
+    joined = [t for t in stack.desk.customer_texts(KEY) if "has joined" in t]
+    assert joined == []
+    await stack.handoff.sweep()
+    conversation = await stack.store.load(KEY)
+    assert conversation.state is ConversationState.HUMAN
+    assert conversation.fields["agent"] == "A1" and conversation.fields["ticket"] == ticket_id
+    await stack.handoff.sweep()  # nothing left to repair: the customer is told once
+    joined = [t for t in stack.desk.customer_texts(KEY) if "has joined" in t]
+    assert joined == ["Bea has joined the conversation."]
+    # and the bot now stays silent for the agent
+    assert await stack.bot.handle(msg("hello?", "e9"), outbox) is Outcome.RECORDED
+
+
 async def test_card_that_failed_to_post_is_posted_by_the_sweeper(
         stack: Stack, outbox: RecordingOutbox) -> None:
     stack.desk.fail_cards = 1
