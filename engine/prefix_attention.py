@@ -3,7 +3,7 @@
 With a prefix cache, the bot's concurrent answers all start with the same system + knowledge
 prompt, copied into each sequence's KV slot. Decoding is then bound by reading those keys and
 values: 16 sequences at ~330 positions read 16 copies of the same ~260-position prefix in
-every layer, three times the bytes of the weights of a 4-bit model. Here the prefix is read
+every layer, about 2.5 times the bytes of the 4-bit weights. Here the prefix is read
 once from one member's slot and attended by all the group's queries as one matrix product;
 each sequence reads only its own positions after the prefix, and one softmax spans both
 parts' scores, so the result is exact (as in cascade / Hydragen attention).
