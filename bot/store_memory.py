@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -14,18 +15,31 @@ from bot.ports import Clock, LockTimeout, SystemClock
 
 
 class _OrderedLock:
-    """A lock whose waiters are served by (order, arrival), not just arrival."""
+    """A lock whose waiters are served by (order, arrival), not just arrival.
 
-    def __init__(self) -> None:
+    As in the Redis store: a free lock goes to a message only once it is ``settle_s`` old by
+    its platform timestamp (``order``, wall-clock seconds), so two messages sent together are
+    handled in the order they were sent even when the later one reaches the lock first. An
+    ordinary message is older than that on arrival and waits for nothing."""
+
+    def __init__(self, settle_s: float = 0.0) -> None:
         self._held = False
         self._waiters: list[tuple[float, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
+        self.settle_s = settle_s
 
-    async def acquire(self, order: float, key: ConversationKey, wait_s: float) -> None:
+    async def acquire(self, order: float, key: ConversationKey, wait_s: float,
+                      settle: bool = True) -> None:
+        loop = asyncio.get_running_loop()
         if not self._held and not self._waiters:
-            self._held = True
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            young_for = self.settle_s - (time.time() - order) if settle else 0.0
+            if young_for <= 0:
+                self._held = True
+                return
+            # an earlier message may still be on its way: queue, and take the lock (or hand it
+            # to whoever is earlier by then) once this one has settled
+            loop.call_later(young_for, self._grant_if_free)
+        future: asyncio.Future[None] = loop.create_future()
         entry = (order, next(self._seq), future)
         heapq.heappush(self._waiters, entry)
         try:
@@ -37,6 +51,12 @@ class _OrderedLock:
                 self._waiters.remove(entry)
                 heapq.heapify(self._waiters)
             raise LockTimeout(f"conversation {key.id} stayed locked for {wait_s}s") from exc
+
+    def _grant_if_free(self) -> None:
+        if not self._held and self._waiters:
+            self._held = True
+            _, _, future = heapq.heappop(self._waiters)
+            future.set_result(None)
 
     def release(self) -> None:
         if self._waiters:
@@ -54,7 +74,9 @@ class MemoryStore:
         self._ttl_s = ttl_s
         self._dedup: dict[tuple[str, str], float] = {}
         self._rate: dict[tuple[str, str], deque[float]] = defaultdict(deque)
-        self._locks: dict[ConversationKey, _OrderedLock] = defaultdict(_OrderedLock)
+        self.lock_settle_s = 0.25  # as RedisStore.lock_settle_ms
+        self._locks: dict[ConversationKey, _OrderedLock] = defaultdict(
+            lambda: _OrderedLock(self.lock_settle_s))
         self._fields: dict[ConversationKey, dict[str, str]] = {}
         self._turns: dict[ConversationKey, list[Turn]] = {}
         self._expires: dict[ConversationKey, float] = {}
@@ -90,7 +112,9 @@ class MemoryStore:
     async def lock(self, key: ConversationKey, ttl_s: float = 60.0, wait_s: float = 30.0,
                    order: float | None = None) -> AsyncIterator[None]:
         lock = self._locks[key]
-        await lock.acquire(self._clock.now() if order is None else order, key, wait_s)
+        # Only a message's own timestamp settles; other lockers (handoff, sweeper) never wait.
+        await lock.acquire(self._clock.now() if order is None else order, key, wait_s,
+                           settle=order is not None)
         try:
             yield
         finally:

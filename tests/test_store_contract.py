@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -125,6 +126,22 @@ async def test_lock_waiters_are_served_in_message_order(store: ConversationStore
             await asyncio.sleep(0.02)
     await asyncio.gather(*tasks)
     assert served == [1.0, 2.0, 3.0]
+
+
+async def test_messages_sent_together_are_served_in_send_order_even_on_a_free_lock(
+        store: ConversationStore) -> None:
+    served: list[str] = []
+    sent = time.time()  # two messages of the same instant: the first 30 ms before the second
+
+    async def handle(name: str, ts: float) -> None:
+        async with store.lock(KEY, order=ts):
+            served.append(name)
+
+    later = asyncio.create_task(handle("second", sent))  # its event reaches us first
+    await asyncio.sleep(0.05)
+    earlier = asyncio.create_task(handle("first", sent - 0.03))
+    await asyncio.gather(later, earlier)
+    assert served == ["first", "second"]
 
 
 async def test_lock_does_not_block_other_conversations(store: ConversationStore) -> None:
