@@ -73,7 +73,7 @@ def build_library(compiler: str, extra_flags: Sequence[str] = ()) -> Path:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        subprocess.run([compiler, *flags, "-o", tmp, str(SOURCE)], check=True,
+        subprocess.run([compiler, *flags, "-o", tmp, str(SOURCE), "-lm"], check=True,
                        capture_output=True, text=True, timeout=120)
         os.replace(tmp, target)
     finally:
@@ -88,6 +88,9 @@ def load_library(path: Path) -> ctypes.CDLL:
     lib.sb_qmatmul.argtypes = [ctypes.c_int, *[ctypes.c_void_p] * 5, *[ctypes.c_int64] * 3]
     lib.sb_qmatmul_fast.restype = ctypes.c_int
     lib.sb_qmatmul_fast.argtypes = []
+    lib.sb_rmsnorm.restype = None
+    lib.sb_rmsnorm.argtypes = [*[ctypes.c_void_p] * 3, ctypes.c_int64, ctypes.c_int64,
+                               ctypes.c_float]
     return lib
 
 

@@ -46,6 +46,19 @@ def max_rows() -> int:
     return 0 if lib is None else _MAX_ROWS.get(int(lib.sb_qmatmul_fast()), 0)
 
 
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor | None:
+    """RMSNorm of a decode step's rows (fp32, CPU) in one C call, or None when the kernel
+    library is not there (the caller then uses torch's)."""
+    lib = qmatmul_library()
+    if lib is None:
+        return None
+    flat = x.reshape(-1, x.shape[-1]).contiguous()
+    out = torch.empty_like(flat)
+    lib.sb_rmsnorm(flat.data_ptr(), weight.data_ptr(), out.data_ptr(), flat.shape[0],
+                   flat.shape[1], eps)
+    return out.view(x.shape)
+
+
 @dataclass(frozen=True)
 class QuantizedWeight:
     """A ``[out_features, in_features]`` weight as repacked GGML blocks (CPU tensors)."""

@@ -15,6 +15,7 @@
    rows share the call, so a sequence's logits do not depend on what else is in its batch.
    Built with AVX-512 or AVX2 + FMA when the CPU has them; otherwise a portable loop (correct,
    not fast: the Python side then keeps the fp32 weights, see sb_qmatmul_fast). */
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
@@ -238,5 +239,26 @@ int sb_qmatmul(int type, const uint8_t *qs, const float *scale, const float *min
         case SB_Q4_1: qmatmul_typed(SB_Q4_1, qs, scale, mins, x, y, M, N, K); return 0;
         case SB_Q8_0: qmatmul_typed(SB_Q8_0, qs, scale, mins, x, y, M, N, K); return 0;
         default: return -2;
+    }
+}
+
+/* RMSNorm of a decode step's few rows, y = (x * rsqrt(mean(x^2) + eps)) * w, as transformers'
+   LlamaRMSNorm in fp32 (only the summation order of mean(x^2) differs). One call instead of
+   the handful of tensor ops torch's CPU rms_norm runs; the C loop is vectorised by the
+   compiler. */
+void sb_rmsnorm(const float *x, const float *w, float *y, int64_t rows, int64_t dim,
+                float eps) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * dim;
+        float *yr = y + r * dim;
+        float lanes[16] = {0};
+        int64_t j = 0;
+        for (; j + 16 <= dim; j += 16)
+            for (int l = 0; l < 16; l++) lanes[l] += xr[j + l] * xr[j + l];
+        float ss = 0.0f;
+        for (int l = 0; l < 16; l++) ss += lanes[l];
+        for (; j < dim; j++) ss += xr[j] * xr[j];
+        const float inv = 1.0f / sqrtf(ss / (float)dim + eps);
+        for (j = 0; j < dim; j++) yr[j] = (xr[j] * inv) * w[j];
     }
 }

@@ -102,6 +102,21 @@ def test_every_kernel_variant_computes_the_same_products(tmp_path: Path,
     assert lib.sb_qmatmul(int(Q.Q8_0), 0, 0, None, 0, 0, 1, 1, 40) == -1  # K not 32 * n
 
 
+def test_decode_rms_norm_matches_torch() -> None:
+    import torch.nn.functional as F
+
+    weight = torch.randn(96)
+    for rows in (1, 3, 16):
+        x = torch.randn(rows, 1, 96) * 3
+        got = quant.rms_norm(x, weight, 1e-5)
+        assert got is not None and got.shape == x.shape
+        torch.testing.assert_close(got, F.rms_norm(x, (96,), weight, 1e-5))
+    odd = torch.randn(2, 37)  # a width that is not a multiple of the vector length
+    got = quant.rms_norm(odd, torch.ones(37), 1e-6)
+    assert got is not None
+    torch.testing.assert_close(got, F.rms_norm(odd, (37,), torch.ones(37), 1e-6))
+
+
 def test_reordered_and_stacked_rows_match_the_dense_equivalents() -> None:
     a = QuantizedWeight.from_blocks(_random_blocks(Q.Q4_1, 8, 64, 2), Q.Q4_1, (8, 64))
     b = QuantizedWeight.from_blocks(_random_blocks(Q.Q4_1, 4, 64, 3), Q.Q4_1, (4, 64))
