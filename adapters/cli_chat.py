@@ -11,6 +11,7 @@ from typing import Any
 from adapters.console import CONSOLE_STAFF, ConsoleDesk, ConsoleSession
 from adapters.wiring import build_support
 from bot.settings import load_settings
+from bot.store_memory import MemoryStore
 
 
 def register(sub: Any) -> None:
@@ -36,6 +37,10 @@ async def _chat(settings: Any, script: list[str] | None) -> int:
     except FileNotFoundError as exc:
         print(f"chat: {exc}", file=sys.stderr)
         return 2
+    if isinstance(support.bot.store, MemoryStore):
+        # One terminal handles one line at a time: no message can overtake another, so the
+        # lock's wait for earlier messages still in flight (250 ms each) buys nothing here.
+        support.bot.store.lock_settle_s = 0.0
     session = ConsoleSession(support.bot, admin=support.admin)
     try:
         if script is not None:
