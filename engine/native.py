@@ -41,7 +41,8 @@ def native_kernels_enabled() -> bool:
     return value.strip().lower() not in ("0", "false", "no", "off")
 
 
-def _cpu_flags() -> str:
+def cpu_flags() -> str:
+    """The CPU's feature flags as /proc/cpuinfo lists them (part of the build's cache key)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
@@ -64,7 +65,7 @@ def build_library(compiler: str, extra_flags: Sequence[str] = ()) -> Path:
     flags = [*FLAGS, *extra_flags]
     source = SOURCE.read_bytes()
     key = hashlib.sha256(b"\0".join([source, " ".join(flags).encode(), compiler.encode(),
-                                     platform.machine().encode(), _cpu_flags().encode()]))
+                                     platform.machine().encode(), cpu_flags().encode()]))
     target = _cache_dir() / f"qmatmul-{key.hexdigest()[:16]}.so"
     if target.exists():
         return target

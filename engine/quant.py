@@ -83,11 +83,6 @@ class QuantizedWeight:
     def in_features(self) -> int:
         return int(self.scale.shape[1]) * BLOCK
 
-    @property
-    def nbytes(self) -> int:
-        extra = 0 if self.mins is None else self.mins.nbytes
-        return self.qs.nbytes + self.scale.nbytes + extra
-
     @classmethod
     def from_blocks(cls, raw: np.ndarray, ggml_type: Q, shape: Sequence[int]) -> QuantizedWeight:
         """Repack a GGUF tensor's raw bytes; ``shape`` is ``(out_features, in_features)``."""

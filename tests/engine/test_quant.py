@@ -60,7 +60,7 @@ def test_a_rows_result_does_not_depend_on_its_batch(qtype: Q) -> None:
 
 
 def _cpu_flags() -> set[str]:
-    return set(native._cpu_flags().split())
+    return set(native.cpu_flags().split())
 
 
 # (extra compiler flags, the level sb_qmatmul_fast reports): every variant this CPU can run
