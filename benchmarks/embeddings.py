@@ -5,9 +5,12 @@
 The baseline is the usual transformers recipe: texts in the order given, each batch padded to
 its longest text, `AutoModel` forward, mean pooling, L2 normalise, under inference_mode. Both
 sides run on `pick_placement()` (fp32 CPU, bf16/fp16 CUDA) and return CPU float32 vectors, so
-the timings include tokenisation and the device round trip. Best of `repeats` runs each,
-interleaved, because the CPU is shared and noisy. `run_embedding_benchmark()` returns the
-figures as a dict so benchmarks/load_and_decode.py can add an embeddings row.
+the timings include tokenisation and the device round trip. On a CPU with native bf16, ours
+multiplies in bf16 (engine/bert_packed.py); the table then adds transformers under
+`torch.autocast(bfloat16)` as well, so the share of the speed-up that is precision shows.
+Best of `repeats` runs each, interleaved, because the CPU is shared and noisy.
+`run_embedding_benchmark()` returns the figures as a dict so benchmarks/load_and_decode.py can
+add embeddings rows.
 """
 
 from __future__ import annotations
@@ -66,7 +69,8 @@ def make_sentences(n: int = 1000, seed: int = 0) -> list[str]:
 
 
 def _transformers_embedder(model_dir: str, device: torch.device, dtype: torch.dtype,
-                           max_length: int) -> Callable[[list[str], int], torch.Tensor]:
+                           max_length: int, autocast_bf16: bool = False
+                           ) -> Callable[[list[str], int], torch.Tensor]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # local directory only, never the hub
     from transformers import AutoModel, AutoTokenizer  # test/benchmark-only dependency
 
@@ -75,7 +79,8 @@ def _transformers_embedder(model_dir: str, device: torch.device, dtype: torch.dt
 
     def embed(texts: list[str], batch_size: int) -> torch.Tensor:
         out = []
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16,
+                                                    enabled=autocast_bf16):
             for start in range(0, len(texts), batch_size):
                 batch = tokenizer(texts[start : start + batch_size], padding=True,
                                   truncation=True, max_length=max_length, return_tensors="pt")
@@ -114,25 +119,35 @@ def run_embedding_benchmark(n: int = 1000, batch_size: int = 32, repeats: int = 
     emb = embedder or load_embedder()
     model_dir = str(emb.model_dir)
     theirs = _transformers_embedder(model_dir, emb.device, emb.placement.dtype, emb.max_length)
+    matmuls = emb.matmul_dtype
+    theirs_bf16 = (_transformers_embedder(model_dir, emb.device, emb.placement.dtype,
+                                          emb.max_length, autocast_bf16=True)
+                   if emb.device.type == "cpu" and matmuls == torch.bfloat16 else None)
     texts = make_sentences(n)
     lengths = [len(ids) for ids in emb.token_ids(texts)]
 
     # Warm-up (allocator, kernels, tokenizer caches) on a few batches, not timed.
     emb.embed(texts[: 2 * batch_size], batch_size=batch_size)
     theirs(texts[: 2 * batch_size], batch_size)
+    if theirs_bf16 is not None:
+        theirs_bf16(texts[: 2 * batch_size], batch_size)
 
-    ours_s = theirs_s = float("inf")
+    ours_s = theirs_s = bf16_s = float("inf")
     ours_vecs = theirs_vecs = torch.empty(0)
     for _ in range(repeats):  # interleave so a noisy neighbour hurts both sides alike
         t, ours_vecs = _best_time(lambda: emb.embed(texts, batch_size=batch_size), 1)
         ours_s = min(ours_s, t)
         t, theirs_vecs = _best_time(lambda: theirs(texts, batch_size), 1)
         theirs_s = min(theirs_s, t)
+        if theirs_bf16 is not None:
+            t, _ = _best_time(lambda: theirs_bf16(texts, batch_size), 1)
+            bf16_s = min(bf16_s, t)
 
     return {
         "model": emb.name,
         "device": str(emb.device),
         "dtype": str(emb.placement.dtype).removeprefix("torch."),
+        "matmul_dtype": str(matmuls).removeprefix("torch."),
         "threads": torch.get_num_threads(),
         "sentences": n,
         "batch_size": batch_size,
@@ -144,6 +159,8 @@ def run_embedding_benchmark(n: int = 1000, batch_size: int = 32, repeats: int = 
         "ours_per_s": n / ours_s,
         "transformers_per_s": n / theirs_s,
         "speedup": theirs_s / ours_s,
+        # transformers under bf16 autocast: same matmul precision as ours (CPU, native bf16)
+        "transformers_bf16_per_s": n / bf16_s if theirs_bf16 is not None else None,
         "min_cosine": float((ours_vecs * theirs_vecs).sum(-1).min()),
     }
 
@@ -151,7 +168,7 @@ def run_embedding_benchmark(n: int = 1000, batch_size: int = 32, repeats: int = 
 def format_table(r: dict[str, Any]) -> str:
     head = (f"embeddings: {r['sentences']} sentences ({r['mean_tokens']:.1f} tokens mean, "
             f"{r['max_tokens']} max), batch {r['batch_size']}, {r['model']} on {r['device']} "
-            f"{r['dtype']}, {r['threads']} threads")
+            f"{r['dtype']} (matmuls {r['matmul_dtype']}), {r['threads']} threads")
     rows = [
         f"{'engine':<14} {'emb/s':>10} {'vs transformers':>16} {'positions computed':>19}",
         f"{'supportbot':<14} {r['ours_per_s']:>10.1f} {r['speedup']:>15.2f}x "
@@ -160,6 +177,10 @@ def format_table(r: dict[str, Any]) -> str:
         f"{r['transformers_padded_tokens']:>19}",
         f"min cosine(ours, transformers) = {r['min_cosine']:.6f}",
     ]
+    if r["transformers_bf16_per_s"]:
+        rows.insert(3, f"{'transformers':<14} {r['transformers_bf16_per_s']:>10.1f} "
+                       f"{r['transformers_bf16_per_s'] / r['transformers_per_s']:>15.2f}x "
+                       f"{r['transformers_padded_tokens']:>19}  (bf16 autocast)")
     return "\n".join([head, *rows])
 
 

@@ -16,6 +16,7 @@ B batch, T tokens (padded), H hidden size, nh heads, hd head size (H = nh·hd), 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -149,6 +150,11 @@ class BertModel(nn.Module):
     @property
     def dim(self) -> int:
         return self.config.hidden_size
+
+    @property
+    def layers(self) -> list[BertLayer]:
+        """The encoder layers, typed (nn.ModuleList hands out plain Modules)."""
+        return cast(list[BertLayer], list(self.encoder.layer))
 
     def forward(
         self,

@@ -3,9 +3,11 @@
     emb = load_embedder()                    # packaged all-MiniLM-L6-v2 or $SUPPORTBOT_EMBED_MODEL
     vecs = emb.embed(["reset my password"])  # [1, 384] float32, L2-normalised, on CPU
 
-Speed comes from not computing on padding: all texts are tokenised in one Rust call, sorted by
-length so each batch pads only to near-equal lengths, and batches without padding skip the
-attention mask (SDPA's fastest path). Nothing is ever fetched from a model hub.
+Speed comes from not computing on padding: all texts are tokenised in one Rust call and sorted by
+length. On the CPU each batch is then packed end to end with no padding at all and runs through
+`engine.bert_packed` (fused projections, the C attention kernel, bf16 matmuls where the CPU
+has native bf16); on a GPU, batches of near-equal lengths are padded and batches without
+padding skip the attention mask (SDPA's fastest path). Nothing is ever fetched from a model hub.
 
 For fine-tuning, `Embedder.model` is a plain trainable `BertModel`; `Embedder.tokenize` makes
 padded batches for it, and `save_encoder` writes the result back as a loadable directory.
@@ -27,6 +29,7 @@ from tokenizers import Tokenizer
 from torch import Tensor
 
 from engine.bert import BertConfig, BertModel, load_bert_weights
+from engine.bert_packed import PackedEncoder
 from engine.defaults import EMBED_MODEL_ENV, default_embed_model_path
 from engine.device import Placement, pick_placement
 from engine.errors import CorruptModelFile, MissingTokenizer, ModelNotFound
@@ -130,6 +133,7 @@ class Embedder:
         self.placement = placement
         self.model_dir = model_dir  # where it was loaded from; tokenizer files for save_encoder
         self.pad_id = model.config.pad_token_id
+        self._packed: PackedEncoder | None = None  # the CPU serving path, built on first use
 
     @property
     def name(self) -> str:
@@ -146,6 +150,14 @@ class Embedder:
     @property
     def device(self) -> torch.device:
         return self.placement.device
+
+    @property
+    def matmul_dtype(self) -> torch.dtype:
+        """What `embed` multiplies in: the model's dtype, except on the CPU, where the packed
+        path may use bf16 operands (engine.bert_packed.matmul_dtype)."""
+        if self.device.type == "cpu" and self.placement.dtype == torch.float32:
+            return self._packed_encoder().dtype
+        return self.placement.dtype
 
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids per text ([CLS] ... [SEP]), truncated to `max_length`."""
@@ -177,6 +189,8 @@ class Embedder:
         # Longest first: near-equal lengths share a batch, so padding (wasted FLOPs) is small,
         # and any out-of-memory error happens on the first batch rather than the last.
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
+        if self.device.type == "cpu" and self.placement.dtype == torch.float32:
+            return self._embed_packed(ids, order, batch_size)
         out = torch.empty((len(ids), self.dim), dtype=torch.float32, device=self.device)
         was_training = self.model.training
         self.model.eval()
@@ -196,6 +210,19 @@ class Embedder:
         finally:
             self.model.train(was_training)
         return out.cpu()
+
+    def _packed_encoder(self) -> PackedEncoder:
+        if self._packed is None:
+            self._packed = PackedEncoder(self.model)
+        return self._packed
+
+    def _embed_packed(self, ids: list[list[int]], order: list[int], batch_size: int) -> Tensor:
+        packed = self._packed_encoder()
+        out = torch.empty((len(ids), self.dim), dtype=torch.float32)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            out[torch.tensor(chunk)] = packed.encode([ids[i] for i in chunk])
+        return out
 
 
 @releases_openmp_threads

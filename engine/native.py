@@ -1,4 +1,7 @@
-"""Build and load the engine's one C kernel (``engine/kernels/qmatmul.c``) on first use.
+"""Build and load the engine's C kernels (``engine/kernels/*.c``, one library) on first use.
+
+``qmatmul.c``: decode matmuls on GGUF quantised blocks (engine/quant.py). ``attention.c``:
+the BERT encoder's attention over packed variable-length sequences (engine/bert_packed.py).
 
 Nothing is downloaded and nothing is prebuilt: the source ships with the package and is
 compiled once per machine with the system C compiler (``$CC``, else ``cc``/``gcc``) for the CPU
@@ -7,8 +10,8 @@ hash of the source, the flags and the CPU's feature flags, so a shared home dire
 hands one CPU another's binary. It links to the OpenMP runtime torch already loaded, so its
 threads are torch's threads.
 
-No compiler, a failed build, or ``SUPPORTBOT_NATIVE_KERNELS=0``: :func:`qmatmul_library`
-returns None and the engine computes with its fp32 weights, just slower.
+No compiler, a failed build, or ``SUPPORTBOT_NATIVE_KERNELS=0``: :func:`kernel_library`
+returns None and the engine computes with torch ops and its fp32 weights, just slower.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ import torch  # noqa: F401  # loads torch's OpenMP runtime first, so the kernel 
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).parent / "kernels" / "qmatmul.c"
+_KERNELS = Path(__file__).parent / "kernels"
+SOURCES = (_KERNELS / "qmatmul.c", _KERNELS / "attention.c")
 DISABLE_ENV = "SUPPORTBOT_NATIVE_KERNELS"  # read below by name (tests/test_deploy.py greps it)
 CACHE_ENV = "SUPPORTBOT_CACHE_DIR"
 # -ffp-contract=off: the kernel's dequantisation must round like numpy's (no fused q*d+m).
@@ -60,13 +64,13 @@ def _cache_dir() -> Path:
 
 
 def build_library(compiler: str, extra_flags: Sequence[str] = ()) -> Path:
-    """Compile the kernel (once per source, flags, compiler and CPU) and return the file.
+    """Compile the kernels (once per source, flags, compiler and CPU) and return the file.
     ``extra_flags`` go after the defaults, e.g. ``-mno-avx512f`` to build the AVX2 variant."""
     flags = [*FLAGS, *extra_flags]
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(b"\0".join([source, " ".join(flags).encode(), compiler.encode(),
-                                     platform.machine().encode(), cpu_flags().encode()]))
-    target = _cache_dir() / f"qmatmul-{key.hexdigest()[:16]}.so"
+    parts = [*(path.read_bytes() for path in SOURCES), " ".join(flags).encode(),
+             compiler.encode(), platform.machine().encode(), cpu_flags().encode()]
+    key = hashlib.sha256(b"\0".join(parts))
+    target = _cache_dir() / f"supportbot-kernels-{key.hexdigest()[:16]}.so"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -74,7 +78,7 @@ def build_library(compiler: str, extra_flags: Sequence[str] = ()) -> Path:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        subprocess.run([compiler, *flags, "-o", tmp, str(SOURCE), "-lm"], check=True,
+        subprocess.run([compiler, *flags, "-o", tmp, *map(str, SOURCES), "-lm"], check=True,
                        capture_output=True, text=True, timeout=120)
         os.replace(tmp, target)
     finally:
@@ -92,6 +96,9 @@ def load_library(path: Path) -> ctypes.CDLL:
     lib.sb_rmsnorm.restype = None
     lib.sb_rmsnorm.argtypes = [*[ctypes.c_void_p] * 3, ctypes.c_int64, ctypes.c_int64,
                                ctypes.c_float]
+    lib.sb_attention_packed.restype = ctypes.c_int
+    lib.sb_attention_packed.argtypes = [*[ctypes.c_void_p] * 4, *[ctypes.c_int64] * 4,
+                                        ctypes.c_float]
     return lib
 
 
@@ -103,17 +110,17 @@ def find_compiler() -> str | None:
 
 
 @functools.cache
-def qmatmul_library() -> ctypes.CDLL | None:
-    """The compiled kernel library, or None (disabled, no compiler, or the build failed)."""
+def kernel_library() -> ctypes.CDLL | None:
+    """The compiled kernels, or None (disabled, no compiler, or the build failed)."""
     if not native_kernels_enabled():
         return None
     compiler = find_compiler()
     if compiler is None:
-        log.info("no C compiler found: quantised weights are computed in fp32")
+        log.info("no C compiler found: the engine runs without its C kernels")
         return None
     try:
         return load_library(build_library(compiler))
     except (OSError, subprocess.SubprocessError) as exc:
         detail = getattr(exc, "stderr", "") or exc
-        log.warning("building the quantised-matmul kernel failed, using fp32 weights: %s", detail)
+        log.warning("building the C kernels failed, running without them: %s", detail)
         return None

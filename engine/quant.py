@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from gguf.constants import GGMLQuantizationType as Q
 
-from engine.native import qmatmul_library
+from engine.native import kernel_library
 
 BLOCK = 32
 # GGML type -> (bytes per block in the file, bytes of quants per block, has a min)
@@ -42,14 +42,14 @@ def kernel_available() -> bool:
 @functools.cache
 def max_rows() -> int:
     """Forwards with at most this many rows use the kernel (0: never, no fast kernel)."""
-    lib = qmatmul_library()
+    lib = kernel_library()
     return 0 if lib is None else _MAX_ROWS.get(int(lib.sb_qmatmul_fast()), 0)
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor | None:
     """RMSNorm of a decode step's rows (fp32, CPU) in one C call, or None when the kernel
     library is not there (the caller then uses torch's)."""
-    lib = qmatmul_library()
+    lib = kernel_library()
     if lib is None:
         return None
     flat = x.reshape(-1, x.shape[-1]).contiguous()
@@ -121,7 +121,7 @@ class QuantizedWeight:
 
     def matmul(self, x: torch.Tensor) -> torch.Tensor:
         """``x @ W.T`` for fp32 CPU ``x [..., in_features]``: ``[..., out_features]``."""
-        lib = qmatmul_library()
+        lib = kernel_library()
         if lib is None:
             raise RuntimeError("the quantised-matmul kernel is not available")
         k, n = self.in_features, self.out_features

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModel, AutoTokenizer
 
+from engine.bert_packed import PackedEncoder
 from engine.device import Placement
 from engine.embedder import Embedder, default_model_dir, load_embedder
 
@@ -62,6 +63,16 @@ def test_packaged_model_metadata(embedder: Embedder) -> None:
 
 def test_matches_transformers_mean_pooling(embedder: Embedder) -> None:
     ours = embedder.embed(SENTENCES, batch_size=4)
+    ref = reference_embeddings(SENTENCES, embedder.max_length)
+    cosine = (ours * ref).sum(-1)
+    assert cosine.min().item() >= 0.9999, cosine.tolist()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_packed_path_in_either_precision_matches_transformers(embedder: Embedder,
+                                                              dtype: torch.dtype) -> None:
+    """Both settings of SUPPORTBOT_EMBED_PRECISION, whatever this CPU picks by default."""
+    ours = PackedEncoder(embedder.model, dtype).encode(embedder.token_ids(SENTENCES))
     ref = reference_embeddings(SENTENCES, embedder.max_length)
     cosine = (ours * ref).sum(-1)
     assert cosine.min().item() >= 0.9999, cosine.tolist()

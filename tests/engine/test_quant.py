@@ -187,23 +187,23 @@ def test_use_quantized_checks_shapes(tmp_path: Path) -> None:
 def test_kernel_is_built_once_per_cache_dir_and_can_be_switched_off(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(native.CACHE_ENV, str(tmp_path))
-    native.qmatmul_library.cache_clear()
+    native.kernel_library.cache_clear()
     try:
-        assert native.qmatmul_library() is not None
-        built = list((tmp_path / "kernels").glob("qmatmul-*.so"))
+        assert native.kernel_library() is not None
+        built = list((tmp_path / "kernels").glob("supportbot-kernels-*.so"))
         assert len(built) == 1
-        native.qmatmul_library.cache_clear()
-        assert native.qmatmul_library() is not None
+        native.kernel_library.cache_clear()
+        assert native.kernel_library() is not None
         assert list((tmp_path / "kernels").glob("*")) == built  # reused, no second build
 
         monkeypatch.setenv(native.DISABLE_ENV, "0")
-        native.qmatmul_library.cache_clear()
+        native.kernel_library.cache_clear()
         quant.max_rows.cache_clear()
-        assert native.qmatmul_library() is None and not quant.kernel_available()
+        assert native.kernel_library() is None and not quant.kernel_available()
         loaded = load_gguf(write_gguf(tmp_path / "q.gguf", qtype=Q.Q4_0), CPU)
         assert loaded.model.head_quantized is None  # fp32 weights only
     finally:
-        native.qmatmul_library.cache_clear()
+        native.kernel_library.cache_clear()
         quant.max_rows.cache_clear()
 
 
@@ -212,15 +212,15 @@ def test_an_unusable_cache_dir_falls_back_to_fp32_with_a_warning(
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the cache directory should be")
     monkeypatch.setenv(native.CACHE_ENV, str(blocker))
-    native.qmatmul_library.cache_clear()
+    native.kernel_library.cache_clear()
     quant.max_rows.cache_clear()
     try:
         with caplog.at_level("WARNING", logger="engine.native"):
-            assert native.qmatmul_library() is None
-        assert "using fp32 weights" in caplog.text
+            assert native.kernel_library() is None
+        assert "running without them" in caplog.text
         assert quant.max_rows() == 0
     finally:
-        native.qmatmul_library.cache_clear()
+        native.kernel_library.cache_clear()
         quant.max_rows.cache_clear()
 
 

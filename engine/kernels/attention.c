@@ -1,0 +1,173 @@
+/* Bidirectional self-attention over packed variable-length sequences: the BERT encoder's
+ * serving path (engine/bert_packed.py). Sequences lie end to end with no padding, so there is
+ * no mask and no work on pad positions. torch's CPU attention kernels tile for long sequences
+ * and spend most of their time on overhead at the 10-40 tokens of a support question; this
+ * loop computes four queries of one sequence and head at a time against vectors of 16 keys.
+ *
+ *   qv      [N, 2, nh, hd] fp32: each token's query and value heads
+ *   kt      [nh, hd, ldk]  fp32: keys transposed (kt[h, d, j] = k_j[h, d]), ldk >= N + 16;
+ *                          the caller's matmul writes them this way, so nothing is transposed here
+ *   out     [N, nh, hd]    fp32: softmax(q·kᵀ·scale)·v over the token's own sequence
+ *   offsets [n_seq + 1]    int64: sequence s is tokens offsets[s] .. offsets[s+1]-1
+ *
+ * Scores are computed for whole vectors of keys; the lanes past a sequence's end read the next
+ * sequence's keys (or the 16 padding columns) and are never used.
+ *
+ * Vectors are GCC vector extensions: AVX-512 registers where the CPU has them, pairs of AVX2
+ * registers (or SSE) elsewhere, from the same source. Returns 0; -1 when out of memory; -2
+ * when ldk leaves no room for the padding lanes.
+ */
+/* The library builds with -ffp-contract=off for qmatmul.c's exact dequantisation; attention has
+ * no such contract with anyone, so it lets the compiler fuse multiply-adds. */
+#pragma GCC optimize("fp-contract=fast")
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define VL 16 /* floats per vector */
+#define QB 4  /* queries per block: four independent accumulator chains */
+typedef float vf __attribute__((vector_size(VL * sizeof(float))));
+
+static inline vf vload(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
+static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
+
+typedef int32_t vi __attribute__((vector_size(VL * sizeof(int32_t))));
+
+/* Lane-wise max, and the horizontal max and sum of one vector (halving folds). */
+static inline vf vmax(vf a, vf b) {
+    const vi gt = a > b;
+    return (vf)(((vi)a & gt) | ((vi)b & ~gt));
+}
+static inline float hmax(vf v) {
+    for (int w = VL / 2; w >= 1; w /= 2) {
+        vi idx;
+        for (int i = 0; i < VL; i++) idx[i] = (i + w) % VL;
+        v = vmax(v, __builtin_shuffle(v, idx));
+    }
+    return v[0];
+}
+static inline float hsum(vf v) {
+    for (int w = VL / 2; w >= 1; w /= 2) {
+        vi idx;
+        for (int i = 0; i < VL; i++) idx[i] = (i + w) % VL;
+        v += __builtin_shuffle(v, idx);
+    }
+    return v[0];
+}
+
+static inline vf splat(float x) { return (vf){0} + x; }
+
+/* exp for x <= 0 (scores minus their maximum), a vector at a time: Cephes' expf polynomial,
+ * within 2 ulp over [-87, 0]. */
+static inline vf vexp_nonpositive(vf x) {
+    const vf shifter = splat(12582912.0f); /* 1.5 * 2^23: adding it rounds to an integer */
+    x = vmax(x, splat(-87.0f));
+    const vf t = x * 1.44269504088896341f + shifter;
+    const vf n = t - shifter;
+    vf r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    vf p = splat(1.9875691500e-4f);
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    const vi pow2n = ((vi)t - 0x4B400000 + 127) << 23; /* n sits in t's low mantissa bits */
+    return p * (vf)pow2n;
+}
+
+/* Softmax of scale·p[0..T) in place over whole vectors (p has T rounded up to a multiple of
+ * VL); lanes past T become zero weights. Lanes are masked in registers, never patched with
+ * scalar stores: a vector load over fresh scalar stores stalls store forwarding. */
+static inline void softmax_row(float *p, int64_t T, int64_t Tp, float scale) {
+    vi lane;
+    for (int i = 0; i < VL; i++) lane[i] = i;
+    const vf lowest = splat(-3.0e38f);
+    vf m = lowest;
+    for (int64_t jb = 0; jb < Tp; jb += VL) {
+        const vi valid = lane + (int32_t)jb < (int32_t)T;
+        m = vmax(m, (vf)(((vi)vload(p + jb) & valid) | ((vi)lowest & ~valid)));
+    }
+    const float mx = hmax(m);
+    vf sum = {0};
+    for (int64_t jb = 0; jb < Tp; jb += VL) {
+        const vi valid = lane + (int32_t)jb < (int32_t)T;
+        const vf e = (vf)((vi)vexp_nonpositive((vload(p + jb) - mx) * scale) & valid);
+        vstore(p + jb, e);
+        sum += e;
+    }
+    const float inv = 1.0f / hsum(sum);
+    for (int64_t jb = 0; jb < Tp; jb += VL) vstore(p + jb, vload(p + jb) * inv);
+}
+
+/* One (sequence, head): T tokens; q and v at `qv` (rows `row` apart), keys at `kt` (dims `ldk`
+ * apart), output rows `H` apart. */
+static void attend_head(const float *qv, const float *kt, float *out, int64_t T, int64_t row,
+                        int64_t ldk, int64_t H, int64_t hd, float scale, float *P) {
+    const int64_t Tp = (T + VL - 1) / VL * VL; /* scores per row, whole vectors */
+    const float *vbase = qv + H;
+    for (int64_t i0 = 0; i0 < T; i0 += QB) {
+        const float *q[QB];
+        for (int u = 0; u < QB; u++) /* past the end: repeat the last query, never stored */
+            q[u] = qv + (i0 + u < T ? i0 + u : T - 1) * row;
+        for (int64_t jb = 0; jb < Tp; jb += VL) { /* q·k, VL keys x QB queries at a time */
+            vf acc[QB] = {0};
+            for (int64_t d = 0; d < hd; d++) {
+                const vf k = vload(kt + d * ldk + jb);
+                for (int u = 0; u < QB; u++) acc[u] += q[u][d] * k;
+            }
+            for (int u = 0; u < QB; u++) vstore(P + u * Tp + jb, acc[u]);
+        }
+        for (int u = 0; u < QB; u++) softmax_row(P + u * Tp, T, Tp, scale);
+        if (hd % VL == 0) {
+            for (int64_t c = 0; c < hd; c += VL) { /* out = P·V, VL dims x QB queries */
+                vf acc[QB] = {0};
+                for (int64_t j = 0; j < T; j++) {
+                    const vf v = vload(vbase + j * row + c);
+                    for (int u = 0; u < QB; u++) acc[u] += P[u * Tp + j] * v;
+                }
+                for (int u = 0; u < QB && i0 + u < T; u++)
+                    vstore(out + (i0 + u) * H + c, acc[u]);
+            }
+        } else {
+            for (int u = 0; u < QB && i0 + u < T; u++) {
+                float *o = out + (i0 + u) * H;
+                for (int64_t d = 0; d < hd; d++) o[d] = 0.0f;
+                for (int64_t j = 0; j < T; j++)
+                    for (int64_t d = 0; d < hd; d++) o[d] += P[u * Tp + j] * vbase[j * row + d];
+            }
+        }
+    }
+}
+
+int sb_attention_packed(const float *qv, const float *kt, float *out, const int64_t *offsets,
+                        int64_t n_seq, int64_t nh, int64_t hd, int64_t ldk, float scale) {
+    const int64_t H = nh * hd, row = 2 * H;
+    int64_t longest = 0;
+    for (int64_t s = 0; s < n_seq; s++)
+        if (offsets[s + 1] - offsets[s] > longest) longest = offsets[s + 1] - offsets[s];
+    if (n_seq > 0 && offsets[n_seq] + VL > ldk) return -2; /* no room for the padding lanes */
+    const int64_t Tp = (longest + VL - 1) / VL * VL;
+    int failed = 0;
+#pragma omp parallel
+    {
+        float *P = malloc(sizeof(float) * (size_t)(QB * Tp + 1)); /* per thread: QB score rows */
+        if (!P) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for collapse(2) schedule(dynamic, 8)
+        for (int64_t s = 0; s < n_seq; s++) {
+            for (int64_t h = 0; h < nh; h++) {
+                const int64_t start = offsets[s], T = offsets[s + 1] - start;
+                if (P && T > 0)
+                    attend_head(qv + start * row + h * hd, kt + h * hd * ldk + start,
+                                out + start * H + h * hd, T, row, ldk, H, hd, scale, P);
+            }
+        }
+        free(P);
+    }
+    return failed ? -1 : 0;
+}
