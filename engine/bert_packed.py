@@ -58,6 +58,31 @@ def matmul_dtype() -> torch.dtype:
     return torch.bfloat16 if native_bf16_cpu() else torch.float32
 
 
+def _linear_pointwise(x: Tensor, weight: Tensor, bias: Tensor, attr: str, algorithm: str
+                      ) -> Tensor:
+    out: Tensor = torch.ops.mkldnn._linear_pointwise(x, weight, bias, attr, [], algorithm)
+    return out
+
+
+def _fused_activation(hidden_act: str, dtype: torch.dtype) -> tuple[str, str] | None:
+    """oneDNN's matmul with the activation fused in (the op torch.compile emits on CPU), as
+    (attr, algorithm), for bf16 operands, where the separate GELU pass over the [N, I]
+    activations costs ~6 % of an encode; None where torch lacks the op or it fails here."""
+    if dtype != torch.bfloat16:
+        return None  # fp32 matmuls go through MKL, which is faster than oneDNN's
+    fused = {"gelu": ("gelu", "none"), "relu": ("relu", ""), "gelu_new": ("gelu", "tanh"),
+             "gelu_pytorch_tanh": ("gelu", "tanh"), "gelu_fast": ("gelu", "tanh")}
+    spec = fused.get(hidden_act, ("gelu", "tanh"))  # bert.py treats other names as tanh GELU
+    try:
+        x = torch.randn(3, 16, dtype=dtype)
+        w, b = torch.randn(8, 16, dtype=dtype), torch.randn(8, dtype=dtype)
+        with torch.inference_mode():
+            _linear_pointwise(x, w, b, *spec)
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return None
+    return spec
+
+
 @dataclass(frozen=True)
 class _Layer:
     qv_w: Tensor  # [2H, H] matmul dtype: query and value stacked
@@ -82,12 +107,14 @@ class PackedEncoder:
         self.model = model
         self.dtype = dtype or matmul_dtype()
         self.lib = kernel_library()
+        self._params = list(model.parameters())  # walking the module tree costs ~0.5 ms a call
         self._versions: tuple[int, ...] = ()
+        self._fused_act = _fused_activation(model.config.hidden_act, self.dtype)
         self._layers: list[_Layer] = []
 
     def _snapshot(self) -> list[_Layer]:
         """The layers' weights in the matmul dtype, rebuilt when any parameter has changed."""
-        versions = tuple(p._version for p in self.model.parameters())
+        versions = tuple(p._version for p in self._params)
         if versions != self._versions:
             dt = self.dtype
 
@@ -123,8 +150,12 @@ class PackedEncoder:
             offsets[1:] = lengths.cumsum(0)
             flat = torch.tensor([t for row in ids for t in row], dtype=torch.long)  # [N]
             x = self._embed(flat, lengths, offsets)  # [N, H] fp32
-            for layer in self._snapshot():
-                x = self._layer(layer, x, lengths, offsets)
+            layers = self._snapshot()
+            if self.lib is not None:
+                x = self._layers_native(layers, x, offsets)
+            else:
+                for layer in layers:
+                    x = self._layer_torch(layer, x, lengths, offsets)
             # Mean over each text's tokens: segment sums as one index_add, then divide.
             owner = torch.repeat_interleave(torch.arange(len(ids)), lengths)  # [N]
             sums = torch.zeros(len(ids), x.shape[1]).index_add_(0, owner, x)  # [B, H]
@@ -139,40 +170,68 @@ class PackedEncoder:
         out: Tensor = emb.LayerNorm(x)  # [N, H]
         return out
 
-    def _layer(self, w: _Layer, x: Tensor, lengths: Tensor, offsets: Tensor) -> Tensor:
+    def _layers_native(self, layers: list[_Layer], x: Tensor, offsets: Tensor) -> Tensor:
+        """Every layer with the C kernels: x [N, H] fp32 in, [N, H] fp32 out."""
+        lib, dt = self.lib, self.dtype
+        assert lib is not None
+        N, H = x.shape
+        # 16 zero rows after the tokens: the keys' matmul runs over them too, so the transposed
+        # keys have 16 spare columns for the attention kernel's last vector of 16 keys.
+        x_pad = torch.zeros(N + _KEY_PAD, H)
+        x_pad[:N] = x
+        xd_pad = x_pad if dt == torch.float32 else x_pad.to(dt)  # the matmuls' operand
+        x, xd = x_pad[:N], xd_pad[:N]
+        cfg = self.model.config
+
+        def add_norm(y: Tensor, ln: torch.nn.LayerNorm) -> None:
+            """x <- ln(x + y) in place, and xd <- x in the matmul dtype, in one pass."""
+            narrow = xd.data_ptr() if xd.data_ptr() != x.data_ptr() else None
+            lib.sb_add_layernorm(x.data_ptr(), y.contiguous().data_ptr(), y.dtype != torch.float32,
+                                 ln.weight.data_ptr(), ln.bias.data_ptr(), narrow, N, H, ln.eps)
+
+        for w in layers:
+            qv = F.linear(xd, w.qv_w, w.qv_b).contiguous()  # [N, 2H]: queries, values
+            kt = torch.addmm(w.k_b, w.k_w, xd_pad.T).contiguous()  # [H, N + 16]: keys, transposed
+            ctx = torch.empty(N, H)  # [N, H]
+            rc = lib.sb_attention_packed(
+                ctypes.c_void_p(qv.data_ptr()), ctypes.c_void_p(kt.data_ptr()),
+                ctypes.c_void_p(ctx.data_ptr()), ctypes.c_void_p(offsets.data_ptr()),
+                len(offsets) - 1, cfg.num_attention_heads, cfg.head_dim, kt.shape[1],
+                cfg.head_dim**-0.5, dt == torch.bfloat16)
+            if rc != 0:
+                raise MemoryError(f"attention kernel failed (code {rc})")
+            add_norm(F.linear(ctx.to(dt), w.out_w, w.out_b), w.ln1)
+            h = self._up(xd, w)  # [N, I]
+            add_norm(F.linear(h, w.down_w, w.down_b), w.ln2)
+        return x
+
+    def _up(self, xd: Tensor, w: _Layer) -> Tensor:
+        """The feed-forward up-projection and its activation: [N, H] -> [N, I]."""
+        if self._fused_act is not None:
+            return _linear_pointwise(xd, w.ffn_w, w.ffn_b, *self._fused_act)
+        out: Tensor = w.act(F.linear(xd, w.ffn_w, w.ffn_b))
+        return out
+
+    def _layer_torch(self, w: _Layer, x: Tensor, lengths: Tensor, offsets: Tensor) -> Tensor:
+        """One layer in torch ops (no kernel library): the same arithmetic, more passes."""
         dt = self.dtype
         xd = x.to(dt)
-        qv = F.linear(xd, w.qv_w, w.qv_b)  # [N, 2H]
-        ctx = self._attention(qv, xd, w, lengths, offsets)  # [N, H] fp32
+        qv = F.linear(xd, w.qv_w, w.qv_b).float()  # [N, 2H]
+        k = F.linear(xd, w.k_w, w.k_b.squeeze(1)).float()  # [N, H]
+        ctx = self._attention_torch(qv, k, lengths, offsets)  # [N, H] fp32
         x = w.ln1(x + F.linear(ctx.to(dt), w.out_w, w.out_b).float())  # [N, H]
         h = w.act(F.linear(x.to(dt), w.ffn_w, w.ffn_b))  # [N, I]
         out: Tensor = w.ln2(x + F.linear(h, w.down_w, w.down_b).float())  # [N, H]
         return out
 
-    def _attention(self, qv: Tensor, xd: Tensor, w: _Layer, lengths: Tensor,
-                   offsets: Tensor) -> Tensor:
-        """Context [N, H] fp32: each token attends over its own text. qv [N, 2H] are the
-        queries and values, xd [N, H] the layer input in the matmul dtype (for the keys)."""
+    def _attention_torch(self, qv: Tensor, k: Tensor, lengths: Tensor,
+                         offsets: Tensor) -> Tensor:
+        """One unmasked SDPA per run of equal-length texts (the embedder sorts by length, so
+        runs are long): qv [N, 2H], k [N, H] fp32 -> context [N, H] fp32."""
         cfg = self.model.config
         nh, hd = cfg.num_attention_heads, cfg.head_dim
-        N, H = xd.shape[0], nh * hd
-        qv = qv.float().contiguous()
-        out = torch.empty(N, H)
-        if self.lib is not None:
-            # Keys transposed, [H, N + 16]: the kernel reads whole vectors of 16 keys, and the
-            # 16 extra (zero-input) columns keep the last text's vectors inside the buffer.
-            padded = torch.cat([xd, xd.new_zeros(_KEY_PAD, H)])  # [N + 16, H]
-            kt = torch.addmm(w.k_b, w.k_w, padded.T).float()  # [H, N + 16]
-            rc = self.lib.sb_attention_packed(
-                ctypes.c_void_p(qv.data_ptr()), ctypes.c_void_p(kt.data_ptr()),
-                ctypes.c_void_p(out.data_ptr()), ctypes.c_void_p(offsets.data_ptr()),
-                len(lengths), nh, hd, kt.shape[1], hd**-0.5)
-            if rc != 0:
-                raise MemoryError(f"attention kernel failed (code {rc})")
-            return out
-        # Without the kernel: one unmasked SDPA per run of equal-length texts (the embedder
-        # sorts by length, so runs are long).
-        k = F.linear(xd, w.k_w, w.k_b.squeeze(1)).float()  # [N, H]
+        H = nh * hd
+        out = torch.empty(k.shape[0], H)
         bounds = offsets.tolist()
         lens = lengths.tolist()
         i = 0

@@ -1,7 +1,8 @@
 """Build and load the engine's C kernels (``engine/kernels/*.c``, one library) on first use.
 
-``qmatmul.c``: decode matmuls on GGUF quantised blocks (engine/quant.py). ``attention.c``:
-the BERT encoder's attention over packed variable-length sequences (engine/bert_packed.py).
+``qmatmul.c``: decode matmuls on GGUF quantised blocks (engine/quant.py). ``attention.c`` and
+``layernorm.c``: the BERT encoder's attention over packed variable-length sequences and its
+fused residual + LayerNorm step (engine/bert_packed.py).
 
 Nothing is downloaded and nothing is prebuilt: the source ships with the package and is
 compiled once per machine with the system C compiler (``$CC``, else ``cc``/``gcc``) for the CPU
@@ -33,7 +34,7 @@ import torch  # noqa: F401  # loads torch's OpenMP runtime first, so the kernel 
 log = logging.getLogger(__name__)
 
 _KERNELS = Path(__file__).parent / "kernels"
-SOURCES = (_KERNELS / "qmatmul.c", _KERNELS / "attention.c")
+SOURCES = (_KERNELS / "qmatmul.c", _KERNELS / "attention.c", _KERNELS / "layernorm.c")
 DISABLE_ENV = "SUPPORTBOT_NATIVE_KERNELS"  # read below by name (tests/test_deploy.py greps it)
 CACHE_ENV = "SUPPORTBOT_CACHE_DIR"
 # -ffp-contract=off: the kernel's dequantisation must round like numpy's (no fused q*d+m).
@@ -98,7 +99,11 @@ def load_library(path: Path) -> ctypes.CDLL:
                                ctypes.c_float]
     lib.sb_attention_packed.restype = ctypes.c_int
     lib.sb_attention_packed.argtypes = [*[ctypes.c_void_p] * 4, *[ctypes.c_int64] * 4,
-                                        ctypes.c_float]
+                                        ctypes.c_float, ctypes.c_int]
+    lib.sb_add_layernorm.restype = None
+    lib.sb_add_layernorm.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,
+                                     *[ctypes.c_void_p] * 3, ctypes.c_int64, ctypes.c_int64,
+                                     ctypes.c_float]
     return lib
 
 

@@ -4,13 +4,14 @@
  * and spend most of their time on overhead at the 10-40 tokens of a support question; this
  * loop computes four queries of one sequence and head at a time against vectors of 16 keys.
  *
- *   qv      [N, 2, nh, hd] fp32: each token's query and value heads
- *   kt      [nh, hd, ldk]  fp32: keys transposed (kt[h, d, j] = k_j[h, d]), ldk >= N + 16;
+ *   qv      [N, 2, nh, hd] fp32 or bf16: each token's query and value heads
+ *   kt      [nh, hd, ldk]  same: keys transposed (kt[h, d, j] = k_j[h, d]), ldk >= N + 16;
  *                          the caller's matmul writes them this way, so nothing is transposed here
  *   out     [N, nh, hd]    fp32: softmax(q·kᵀ·scale)·v over the token's own sequence
  *   offsets [n_seq + 1]    int64: sequence s is tokens offsets[s] .. offsets[s+1]-1
  *
- * Scores are computed for whole vectors of keys; the lanes past a sequence's end read the next
+ * bf16 inputs (straight from bf16 matmuls) are widened as they are loaded; all arithmetic is
+ * fp32. Scores are computed for whole vectors of keys; the lanes past a sequence's end read the next
  * sequence's keys (or the 16 padding columns) and are never used.
  *
  * Vectors are GCC vector extensions: AVX-512 registers where the CPU has them, pairs of AVX2
@@ -33,6 +34,23 @@ static inline vf vload(const float *p) { vf v; memcpy(&v, p, sizeof v); return v
 static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
 
 typedef int32_t vi __attribute__((vector_size(VL * sizeof(int32_t))));
+typedef uint16_t vh __attribute__((vector_size(VL * sizeof(uint16_t))));
+
+/* Element i of an fp32 or bf16 array, and VL of them from i on, as fp32 (bf16 is the top half
+ * of an fp32). `bf16` is a constant at every call site, so each variant compiles branch-free. */
+static inline __attribute__((always_inline)) float load_one(const void *p, int64_t i, int bf16) {
+    if (!bf16) return ((const float *)p)[i];
+    const uint32_t bits = (uint32_t)((const uint16_t *)p)[i] << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+static inline __attribute__((always_inline)) vf load_vec(const void *p, int64_t i, int bf16) {
+    if (!bf16) return vload((const float *)p + i);
+    vh h;
+    memcpy(&h, (const uint16_t *)p + i, sizeof h);
+    return (vf)(__builtin_convertvector(h, vi) << 16);
+}
 
 /* Lane-wise max, and the horizontal max and sum of one vector (halving folds). */
 static inline vf vmax(vf a, vf b) {
@@ -102,21 +120,20 @@ static inline void softmax_row(float *p, int64_t T, int64_t Tp, float scale) {
     for (int64_t jb = 0; jb < Tp; jb += VL) vstore(p + jb, vload(p + jb) * inv);
 }
 
-/* One (sequence, head): T tokens; q and v at `qv` (rows `row` apart), keys at `kt` (dims `ldk`
- * apart), output rows `H` apart. */
-static void attend_head(const float *qv, const float *kt, float *out, int64_t T, int64_t row,
-                        int64_t ldk, int64_t H, int64_t hd, float scale, float *P) {
+/* One (sequence, head): T tokens; q and v at `qv` (rows `row` apart; v at +H), keys at `kt`
+ * (dims `ldk` apart), output rows `H` apart. Offsets are in elements of the input type. */
+static inline __attribute__((always_inline)) void attend_head(
+    const void *qv, const void *kt, float *out, int64_t T, int64_t row, int64_t ldk, int64_t H,
+    int64_t hd, float scale, float *P, int bf16) {
     const int64_t Tp = (T + VL - 1) / VL * VL; /* scores per row, whole vectors */
-    const float *vbase = qv + H;
     for (int64_t i0 = 0; i0 < T; i0 += QB) {
-        const float *q[QB];
-        for (int u = 0; u < QB; u++) /* past the end: repeat the last query, never stored */
-            q[u] = qv + (i0 + u < T ? i0 + u : T - 1) * row;
+        int64_t q[QB]; /* element offset of each query row; past the end: repeat the last */
+        for (int u = 0; u < QB; u++) q[u] = (i0 + u < T ? i0 + u : T - 1) * row;
         for (int64_t jb = 0; jb < Tp; jb += VL) { /* q·k, VL keys x QB queries at a time */
             vf acc[QB] = {0};
             for (int64_t d = 0; d < hd; d++) {
-                const vf k = vload(kt + d * ldk + jb);
-                for (int u = 0; u < QB; u++) acc[u] += q[u][d] * k;
+                const vf k = load_vec(kt, d * ldk + jb, bf16);
+                for (int u = 0; u < QB; u++) acc[u] += load_one(qv, q[u] + d, bf16) * k;
             }
             for (int u = 0; u < QB; u++) vstore(P + u * Tp + jb, acc[u]);
         }
@@ -125,7 +142,7 @@ static void attend_head(const float *qv, const float *kt, float *out, int64_t T,
             for (int64_t c = 0; c < hd; c += VL) { /* out = P·V, VL dims x QB queries */
                 vf acc[QB] = {0};
                 for (int64_t j = 0; j < T; j++) {
-                    const vf v = vload(vbase + j * row + c);
+                    const vf v = load_vec(qv, j * row + H + c, bf16);
                     for (int u = 0; u < QB; u++) acc[u] += P[u * Tp + j] * v;
                 }
                 for (int u = 0; u < QB && i0 + u < T; u++)
@@ -136,14 +153,27 @@ static void attend_head(const float *qv, const float *kt, float *out, int64_t T,
                 float *o = out + (i0 + u) * H;
                 for (int64_t d = 0; d < hd; d++) o[d] = 0.0f;
                 for (int64_t j = 0; j < T; j++)
-                    for (int64_t d = 0; d < hd; d++) o[d] += P[u * Tp + j] * vbase[j * row + d];
+                    for (int64_t d = 0; d < hd; d++)
+                        o[d] += P[u * Tp + j] * load_one(qv, j * row + H + d, bf16);
             }
         }
     }
 }
 
-int sb_attention_packed(const float *qv, const float *kt, float *out, const int64_t *offsets,
-                        int64_t n_seq, int64_t nh, int64_t hd, int64_t ldk, float scale) {
+static void attend_head_f32(const void *qv, const void *kt, float *out, int64_t T, int64_t row,
+                            int64_t ldk, int64_t H, int64_t hd, float scale, float *P) {
+    attend_head(qv, kt, out, T, row, ldk, H, hd, scale, P, 0);
+}
+
+static void attend_head_bf16(const void *qv, const void *kt, float *out, int64_t T,
+                             int64_t row, int64_t ldk, int64_t H, int64_t hd, float scale,
+                             float *P) {
+    attend_head(qv, kt, out, T, row, ldk, H, hd, scale, P, 1);
+}
+
+int sb_attention_packed(const void *qv, const void *kt, float *out, const int64_t *offsets,
+                        int64_t n_seq, int64_t nh, int64_t hd, int64_t ldk, float scale,
+                        int bf16) {
     const int64_t H = nh * hd, row = 2 * H;
     int64_t longest = 0;
     for (int64_t s = 0; s < n_seq; s++)
@@ -162,9 +192,15 @@ int sb_attention_packed(const float *qv, const float *kt, float *out, const int6
         for (int64_t s = 0; s < n_seq; s++) {
             for (int64_t h = 0; h < nh; h++) {
                 const int64_t start = offsets[s], T = offsets[s + 1] - start;
-                if (P && T > 0)
-                    attend_head(qv + start * row + h * hd, kt + h * hd * ldk + start,
-                                out + start * H + h * hd, T, row, ldk, H, hd, scale, P);
+                if (!P || T <= 0) continue;
+                const int64_t q0 = start * row + h * hd, k0 = h * hd * ldk + start;
+                float *o = out + start * H + h * hd;
+                if (bf16)
+                    attend_head_bf16((const uint16_t *)qv + q0, (const uint16_t *)kt + k0, o, T,
+                                     row, ldk, H, hd, scale, P);
+                else
+                    attend_head_f32((const float *)qv + q0, (const float *)kt + k0, o, T, row,
+                                    ldk, H, hd, scale, P);
             }
         }
         free(P);

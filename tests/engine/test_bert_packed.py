@@ -66,8 +66,10 @@ def test_relu_and_tanh_gelu_models_use_their_own_activation() -> None:
                                    padded_reference(model, ids))
 
 
-def test_bf16_matmuls_stay_close_to_fp32() -> None:
-    model = tiny_model(64, 2)
+@pytest.mark.parametrize("act", ["gelu", "gelu_new", "relu"])
+def test_bf16_matmuls_stay_close_to_fp32(act: str) -> None:
+    """bf16 operands (with oneDNN's fused activation where torch has it) vs the fp32 module."""
+    model = tiny_model(64, 2, act)
     ids = rows(LENGTHS, seed=2)
     got = PackedEncoder(model, torch.bfloat16).encode(ids)
     assert got.dtype == torch.float32
@@ -94,7 +96,7 @@ def test_kernel_refuses_a_key_buffer_without_padding_columns() -> None:
     qv, kt, out = torch.zeros(4, 2 * 16), torch.zeros(16, 4), torch.zeros(4, 16)
     offsets = torch.tensor([0, 4])
     assert lib.sb_attention_packed(qv.data_ptr(), kt.data_ptr(), out.data_ptr(),
-                                   offsets.data_ptr(), 1, 1, 16, 4, 0.25) == -2
+                                   offsets.data_ptr(), 1, 1, 16, 4, 0.25, 0) == -2
 
 
 def test_precision_setting(monkeypatch: pytest.MonkeyPatch) -> None:
