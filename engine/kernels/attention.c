@@ -52,25 +52,23 @@ static inline __attribute__((always_inline)) vf load_vec(const void *p, int64_t 
     return (vf)(__builtin_convertvector(h, vi) << 16);
 }
 
-/* Lane-wise max, and the horizontal max and sum of one vector (halving folds). */
+/* Lane-wise max, and the horizontal max and sum of one vector: fold by rotations of 8, 4, 2
+ * and 1 lanes (constant masks; masks built at run time cost a third of the kernel). */
 static inline vf vmax(vf a, vf b) {
     const vi gt = a > b;
     return (vf)(((vi)a & gt) | ((vi)b & ~gt));
 }
+_Static_assert(VL == 16, "ROTATE below is written out for 16 lanes");
+static const vi ROTATE[4] = {{8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7},
+                             {4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3},
+                             {2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1},
+                             {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0}};
 static inline float hmax(vf v) {
-    for (int w = VL / 2; w >= 1; w /= 2) {
-        vi idx;
-        for (int i = 0; i < VL; i++) idx[i] = (i + w) % VL;
-        v = vmax(v, __builtin_shuffle(v, idx));
-    }
+    for (int k = 0; k < 4; k++) v = vmax(v, __builtin_shuffle(v, ROTATE[k]));
     return v[0];
 }
 static inline float hsum(vf v) {
-    for (int w = VL / 2; w >= 1; w /= 2) {
-        vi idx;
-        for (int i = 0; i < VL; i++) idx[i] = (i + w) % VL;
-        v += __builtin_shuffle(v, idx);
-    }
+    for (int k = 0; k < 4; k++) v += __builtin_shuffle(v, ROTATE[k]);
     return v[0];
 }
 
@@ -96,10 +94,11 @@ static inline vf vexp_nonpositive(vf x) {
     return p * (vf)pow2n;
 }
 
-/* Softmax of scale·p[0..T) in place over whole vectors (p has T rounded up to a multiple of
- * VL); lanes past T become zero weights. Lanes are masked in registers, never patched with
- * scalar stores: a vector load over fresh scalar stores stalls store forwarding. */
-static inline void softmax_row(float *p, int64_t T, int64_t Tp, float scale) {
+/* exp(scale·(p[j] - max)) for p[0..T) in place, over whole vectors (p has T rounded up to a
+ * multiple of VL; lanes past T become zeros), returning 1/sum: the caller scales its weighted
+ * sum once instead of every weight. Lanes are masked in registers, never patched with scalar
+ * stores: a vector load over fresh scalar stores stalls store forwarding. */
+static inline float softmax_row(float *p, int64_t T, int64_t Tp, float scale) {
     vi lane;
     for (int i = 0; i < VL; i++) lane[i] = i;
     const vf lowest = splat(-3.0e38f);
@@ -116,8 +115,7 @@ static inline void softmax_row(float *p, int64_t T, int64_t Tp, float scale) {
         vstore(p + jb, e);
         sum += e;
     }
-    const float inv = 1.0f / hsum(sum);
-    for (int64_t jb = 0; jb < Tp; jb += VL) vstore(p + jb, vload(p + jb) * inv);
+    return 1.0f / hsum(sum);
 }
 
 /* One (sequence, head): T tokens; q and v at `qv` (rows `row` apart; v at +H), keys at `kt`
@@ -137,7 +135,8 @@ static inline __attribute__((always_inline)) void attend_head(
             }
             for (int u = 0; u < QB; u++) vstore(P + u * Tp + jb, acc[u]);
         }
-        for (int u = 0; u < QB; u++) softmax_row(P + u * Tp, T, Tp, scale);
+        float inv[QB]; /* 1 / each row's sum of weights */
+        for (int u = 0; u < QB; u++) inv[u] = softmax_row(P + u * Tp, T, Tp, scale);
         if (hd % VL == 0) {
             for (int64_t c = 0; c < hd; c += VL) { /* out = P·V, VL dims x QB queries */
                 vf acc[QB] = {0};
@@ -146,7 +145,7 @@ static inline __attribute__((always_inline)) void attend_head(
                     for (int u = 0; u < QB; u++) acc[u] += P[u * Tp + j] * v;
                 }
                 for (int u = 0; u < QB && i0 + u < T; u++)
-                    vstore(out + (i0 + u) * H + c, acc[u]);
+                    vstore(out + (i0 + u) * H + c, acc[u] * inv[u]);
             }
         } else {
             for (int u = 0; u < QB && i0 + u < T; u++) {
@@ -155,6 +154,7 @@ static inline __attribute__((always_inline)) void attend_head(
                 for (int64_t j = 0; j < T; j++)
                     for (int64_t d = 0; d < hd; d++)
                         o[d] += P[u * Tp + j] * load_one(qv, j * row + H + d, bf16);
+                for (int64_t d = 0; d < hd; d++) o[d] *= inv[u];
             }
         }
     }
