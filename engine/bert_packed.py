@@ -35,7 +35,7 @@ from torch import Tensor
 from engine.bert import BertModel, l2_normalize
 from engine.native import cpu_flags, kernel_library
 
-PRECISION_ENV = "SUPPORTBOT_EMBED_PRECISION"
+PRECISION_ENV = "SUPPORTBOT_EMBED_PRECISION"  # read below by name (tests/test_deploy.py greps it)
 _KEY_PAD = 16  # the attention kernel's vector width, in keys
 
 
@@ -48,7 +48,7 @@ def native_bf16_cpu() -> bool:
 def matmul_dtype() -> torch.dtype:
     """The operand dtype of the encoder's CPU matmuls: $SUPPORTBOT_EMBED_PRECISION, else bf16
     on CPUs that multiply it natively, else fp32."""
-    value = os.environ.get(PRECISION_ENV, "auto").strip().lower()
+    value = os.environ.get("SUPPORTBOT_EMBED_PRECISION", "auto").strip().lower()
     if value in ("fp32", "float32"):
         return torch.float32
     if value in ("bf16", "bfloat16"):

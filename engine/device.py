@@ -1,6 +1,8 @@
 """Pick the compute device and dtype once, so every model in the engine agrees.
 
-CPU computes in fp32: on AVX2-only CPUs bf16 matmuls are slower, not faster. CUDA uses bf16
+CPU computes in fp32: on AVX2-only CPUs bf16 matmuls are slower, not faster. (The encoder's
+CPU serving path alone may multiply in bf16 where the CPU does so natively, keeping its
+weights and activations fp32: engine/bert_packed.py.) CUDA uses bf16
 where the GPU supports it (Ampere and newer) and fp16 otherwise; both halve memory traffic,
 which is what bounds decoding. ``SUPPORTBOT_DEVICE`` / ``SUPPORTBOT_DTYPE`` override.
 """
