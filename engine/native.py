@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 _KERNELS = Path(__file__).parent / "kernels"
 SOURCES = (_KERNELS / "qmatmul.c", _KERNELS / "attention.c", _KERNELS / "layernorm.c")
+HEADERS = (_KERNELS / "vec.h",)  # part of the cache key, not of the command line
 DISABLE_ENV = "SUPPORTBOT_NATIVE_KERNELS"  # read below by name (tests/test_deploy.py greps it)
 CACHE_ENV = "SUPPORTBOT_CACHE_DIR"
 # -ffp-contract=off: the kernel's dequantisation must round like numpy's (no fused q*d+m).
@@ -68,7 +69,7 @@ def build_library(compiler: str, extra_flags: Sequence[str] = ()) -> Path:
     """Compile the kernels (once per source, flags, compiler and CPU) and return the file.
     ``extra_flags`` go after the defaults, e.g. ``-mno-avx512f`` to build the AVX2 variant."""
     flags = [*FLAGS, *extra_flags]
-    parts = [*(path.read_bytes() for path in SOURCES), " ".join(flags).encode(),
+    parts = [*(path.read_bytes() for path in (*SOURCES, *HEADERS)), " ".join(flags).encode(),
              compiler.encode(), platform.machine().encode(), cpu_flags().encode()]
     key = hashlib.sha256(b"\0".join(parts))
     target = _cache_dir() / f"supportbot-kernels-{key.hexdigest()[:16]}.so"

@@ -14,27 +14,25 @@
  * fp32. Scores are computed for whole vectors of keys; the lanes past a sequence's end read the next
  * sequence's keys (or the 16 padding columns) and are never used.
  *
- * Vectors are GCC vector extensions: AVX-512 registers where the CPU has them, pairs of AVX2
- * registers (or SSE) elsewhere, from the same source. Returns 0; -1 when out of memory; -2
+ * Vectors are GCC/Clang vector extensions sized to the CPU (vec.h): AVX-512, AVX2 or SSE/NEON
+ * from the same source. Returns 0; -1 when out of memory; -2
  * when ldk leaves no room for the padding lanes.
  */
 /* The library builds with -ffp-contract=off for qmatmul.c's exact dequantisation; attention has
  * no such contract with anyone, so it lets the compiler fuse multiply-adds. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT ON
+#elif defined(__GNUC__)
 #pragma GCC optimize("fp-contract=fast")
+#endif
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define VL 16 /* floats per vector */
-#define QB 4  /* queries per block: four independent accumulator chains */
-typedef float vf __attribute__((vector_size(VL * sizeof(float))));
+#include "vec.h"
 
-static inline vf vload(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
-static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
-
-typedef int32_t vi __attribute__((vector_size(VL * sizeof(int32_t))));
-typedef uint16_t vh __attribute__((vector_size(VL * sizeof(uint16_t))));
+#define QB 4 /* queries per block: four independent accumulator chains */
 
 /* Element i of an fp32 or bf16 array, and VL of them from i on, as fp32 (bf16 is the top half
  * of an fp32). `bf16` is a constant at every call site, so each variant compiles branch-free. */
@@ -52,31 +50,9 @@ static inline __attribute__((always_inline)) vf load_vec(const void *p, int64_t 
     return (vf)(__builtin_convertvector(h, vi) << 16);
 }
 
-/* Lane-wise max, and the horizontal max and sum of one vector: fold by rotations of 8, 4, 2
- * and 1 lanes (constant masks; masks built at run time cost a third of the kernel). */
-static inline vf vmax(vf a, vf b) {
-    const vi gt = a > b;
-    return (vf)(((vi)a & gt) | ((vi)b & ~gt));
-}
-_Static_assert(VL == 16, "ROTATE below is written out for 16 lanes");
-static const vi ROTATE[4] = {{8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7},
-                             {4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3},
-                             {2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1},
-                             {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0}};
-static inline float hmax(vf v) {
-    for (int k = 0; k < 4; k++) v = vmax(v, __builtin_shuffle(v, ROTATE[k]));
-    return v[0];
-}
-static inline float hsum(vf v) {
-    for (int k = 0; k < 4; k++) v += __builtin_shuffle(v, ROTATE[k]);
-    return v[0];
-}
-
-static inline vf splat(float x) { return (vf){0} + x; }
-
 /* exp for x <= 0 (scores minus their maximum), a vector at a time: Cephes' expf polynomial,
  * within 2 ulp over [-87, 0]. */
-static inline vf vexp_nonpositive(vf x) {
+VEC_INLINE vf vexp_nonpositive(vf x) {
     const vf shifter = splat(12582912.0f); /* 1.5 * 2^23: adding it rounds to an integer */
     x = vmax(x, splat(-87.0f));
     const vf t = x * 1.44269504088896341f + shifter;

@@ -7,7 +7,12 @@
  * is four passes over the activations (widen y, add, layer_norm, narrow to bf16), which cost
  * the encoder more than its attention. Mean and variance are taken in fp32 over the row.
  */
-#pragma GCC optimize("fp-contract=fast") /* see attention.c */
+/* see attention.c: no exactness contract here, so multiply-adds may fuse */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT ON
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=fast")
+#endif
 
 #include <math.h>
 #include <stdint.h>
@@ -28,22 +33,17 @@ static inline uint16_t float_to_bf16(float f) {
     return (uint16_t)(bits >> 16);
 }
 
-#define VL 16
-typedef float vf __attribute__((vector_size(VL * sizeof(float))));
+#include "vec.h"
 
 /* Sum of a row: VL lanes at a time where the width allows (a scalar chain of 384 dependent
- * adds per row would cost more than the rest of the step), then the lanes in order. */
+ * adds per row would cost more than the rest of the step), then across the lanes. */
 static inline float row_sum(const float *v, int64_t n) {
     float total = 0.0f;
     int64_t c = 0;
     if (n >= VL) {
         vf acc = {0};
-        for (; c + VL <= n; c += VL) {
-            vf chunk;
-            memcpy(&chunk, v + c, sizeof chunk);
-            acc += chunk;
-        }
-        for (int i = 0; i < VL; i++) total += acc[i];
+        for (; c + VL <= n; c += VL) acc += vload(v + c);
+        total = hsum(acc);
     }
     for (; c < n; c++) total += v[c];
     return total;
