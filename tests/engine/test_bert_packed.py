@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from engine import bert_packed
+from engine import bert_packed, native
 from engine.bert import BertConfig, BertModel
 from engine.bert_packed import PackedEncoder, matmul_dtype
 from engine.native import kernel_library
@@ -56,6 +57,30 @@ def test_fp32_packed_equals_padded_forward(hidden: int, heads: int, kernel: bool
         enc.lib = None
     ids = rows(LENGTHS)
     torch.testing.assert_close(enc.encode(ids), padded_reference(model, ids))
+
+
+_FLAGS = set(native.cpu_flags().split())
+# Every vector width vec.h can pick on this CPU: SSE (4 lanes), AVX2 (8), AVX-512 (16).
+WIDTHS = [("-march=x86-64",)] + ([("-mno-avx512f",)] if "avx2" in _FLAGS else []) + (
+    [()] if "avx512f" in _FLAGS else [])
+
+
+@pytest.mark.parametrize("flags", WIDTHS, ids=lambda f: " ".join(f) or "native")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_every_vector_width_of_the_kernels_agrees(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  flags: tuple[str, ...],
+                                                  dtype: torch.dtype) -> None:
+    compiler = native.find_compiler()
+    assert compiler is not None, "no C compiler: install gcc"
+    monkeypatch.setenv(native.CACHE_ENV, str(tmp_path))
+    model = tiny_model(64, 2)  # head dim 32: the vector path of the output loop
+    ids = rows(LENGTHS, seed=4)
+    reference = PackedEncoder(model, dtype)
+    reference.lib = None  # torch ops
+    variant = PackedEncoder(model, dtype)
+    variant.lib = native.load_library(native.build_library(compiler, flags))
+    torch.testing.assert_close(variant.encode(ids), reference.encode(ids),
+                               atol=1e-5 if dtype == torch.float32 else 2e-3, rtol=1e-4)
 
 
 def test_relu_and_tanh_gelu_models_use_their_own_activation() -> None:
