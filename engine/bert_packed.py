@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -58,44 +59,49 @@ def matmul_dtype() -> torch.dtype:
     return torch.bfloat16 if native_bf16_cpu() else torch.float32
 
 
-def _linear_pointwise(x: Tensor, weight: Tensor, bias: Tensor, attr: str, algorithm: str
-                      ) -> Tensor:
-    out: Tensor = torch.ops.mkldnn._linear_pointwise(x, weight, bias, attr, [], algorithm)
-    return out
+def _activate_(h: Tensor, act: torch.nn.Module) -> None:
+    """The model's activation module, applied in place (h is a reused buffer)."""
+    if isinstance(act, torch.nn.ReLU):
+        h.relu_()
+    else:
+        torch.ops.aten.gelu_(h, approximate=getattr(act, "approximate", "none"))
 
 
-def _fused_activation(hidden_act: str, dtype: torch.dtype) -> tuple[str, str] | None:
-    """oneDNN's matmul with the activation fused in (the op torch.compile emits on CPU), as
-    (attr, algorithm), for bf16 operands, where the separate GELU pass over the [N, I]
-    activations costs ~6 % of an encode; None where torch lacks the op or it fails here."""
-    if dtype != torch.bfloat16:
-        return None  # fp32 matmuls go through MKL, which is faster than oneDNN's
-    fused = {"gelu": ("gelu", "none"), "relu": ("relu", ""), "gelu_new": ("gelu", "tanh"),
-             "gelu_pytorch_tanh": ("gelu", "tanh"), "gelu_fast": ("gelu", "tanh")}
-    spec = fused.get(hidden_act, ("gelu", "tanh"))  # bert.py treats other names as tanh GELU
-    try:
-        x = torch.randn(3, 16, dtype=dtype)
-        w, b = torch.randn(8, 16, dtype=dtype), torch.randn(8, dtype=dtype)
-        with torch.inference_mode():
-            _linear_pointwise(x, w, b, *spec)
-    except (AttributeError, RuntimeError, NotImplementedError):
-        return None
-    return spec
+class _Workspace:
+    """Buffers kept from one encode to the next. Fresh multi-MB tensors for every layer of
+    every batch made glibc map and unmap pages: after the decoder's large allocations had
+    moved its thresholds, that cost the encoder 10 %."""
+
+    def __init__(self) -> None:
+        self._flat: dict[str, Tensor] = {}
+
+    def take(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+        """A contiguous [shape] view of buffer `name`, grown (never shrunk) as needed."""
+        numel = 1
+        for n in shape:
+            numel *= n
+        buf = self._flat.get(name)
+        if buf is None or buf.dtype != dtype or buf.numel() < numel:
+            buf = self._flat[name] = torch.empty(numel, dtype=dtype)
+        return buf[:numel].view(shape)
 
 
 @dataclass(frozen=True)
 class _Layer:
-    qv_w: Tensor  # [2H, H] matmul dtype: query and value stacked
+    """One layer's weights in the matmul dtype; `*_wt` are transposed ([in, out]) so that
+    `addmm(b, x, w_t, out=...)` writes into a reused buffer."""
+
+    qv_wt: Tensor  # [H, 2H]: query and value side by side
     qv_b: Tensor  # [2H]
-    k_w: Tensor  # [H, H]
+    k_w: Tensor  # [H, H], not transposed: keys are computed transposed, W_k · xᵀ
     k_b: Tensor  # [H, 1]: added to each column of the transposed keys
-    out_w: Tensor  # [H, H]
+    out_wt: Tensor  # [H, H]
     out_b: Tensor
     ln1: torch.nn.LayerNorm  # the model's own modules (fp32 parameters)
-    ffn_w: Tensor  # [I, H]
+    ffn_wt: Tensor  # [H, I]
     ffn_b: Tensor
     act: torch.nn.Module  # the model's own GELU/ReLU module
-    down_w: Tensor  # [H, I]
+    down_wt: Tensor  # [I, H]
     down_b: Tensor
     ln2: torch.nn.LayerNorm
 
@@ -109,7 +115,8 @@ class PackedEncoder:
         self.lib = kernel_library()
         self._params = list(model.parameters())  # walking the module tree costs ~0.5 ms a call
         self._versions: tuple[int, ...] = ()
-        self._fused_act = _fused_activation(model.config.hidden_act, self.dtype)
+        self._workspace = _Workspace()
+        self._lock = threading.Lock()  # one encode at a time: they share the workspace
         self._layers: list[_Layer] = []
 
     def _snapshot(self) -> list[_Layer]:
@@ -121,21 +128,24 @@ class PackedEncoder:
             def cast(*tensors: Tensor) -> Tensor:
                 return torch.cat([t.detach() for t in tensors]).to(dt).contiguous()
 
+            def cast_t(*tensors: Tensor) -> Tensor:  # Linear weights [out, in] -> [in, out]
+                return cast(*tensors).t().contiguous()
+
             layers = []
             for layer in self.model.layers:
                 att = layer.attention.self
                 layers.append(_Layer(
-                    qv_w=cast(att.query.weight, att.value.weight),
+                    qv_wt=cast_t(att.query.weight, att.value.weight),
                     qv_b=cast(att.query.bias, att.value.bias),
                     k_w=cast(att.key.weight),
                     k_b=cast(att.key.bias).unsqueeze(1),
-                    out_w=cast(layer.attention.output.dense.weight),
+                    out_wt=cast_t(layer.attention.output.dense.weight),
                     out_b=cast(layer.attention.output.dense.bias),
                     ln1=layer.attention.output.LayerNorm,
-                    ffn_w=cast(layer.intermediate.dense.weight),
+                    ffn_wt=cast_t(layer.intermediate.dense.weight),
                     ffn_b=cast(layer.intermediate.dense.bias),
                     act=layer.intermediate.act,
-                    down_w=cast(layer.output.dense.weight),
+                    down_wt=cast_t(layer.output.dense.weight),
                     down_b=cast(layer.output.dense.bias),
                     ln2=layer.output.LayerNorm,
                 ))
@@ -144,7 +154,7 @@ class PackedEncoder:
 
     def encode(self, ids: Sequence[Sequence[int]]) -> Tensor:
         """Unit vectors [len(ids), H] fp32 for token-id rows ([CLS] ... [SEP]), any lengths."""
-        with torch.inference_mode():
+        with torch.inference_mode(), self._lock:
             lengths = torch.tensor([len(row) for row in ids], dtype=torch.long)  # [B]
             offsets = torch.zeros(len(ids) + 1, dtype=torch.long)
             offsets[1:] = lengths.cumsum(0)
@@ -171,57 +181,64 @@ class PackedEncoder:
         return out
 
     def _layers_native(self, layers: list[_Layer], x: Tensor, offsets: Tensor) -> Tensor:
-        """Every layer with the C kernels: x [N, H] fp32 in, [N, H] fp32 out."""
-        lib, dt = self.lib, self.dtype
+        """Every layer with the C kernels: x [N, H] fp32 in; out, a workspace view of [N, H]
+        fp32 valid until the next encode."""
+        lib, dt, ws, cfg = self.lib, self.dtype, self._workspace, self.model.config
         assert lib is not None
         N, H = x.shape
         # 16 zero rows after the tokens: the keys' matmul runs over them too, so the transposed
         # keys have 16 spare columns for the attention kernel's last vector of 16 keys.
-        x_pad = torch.zeros(N + _KEY_PAD, H)
+        P = N + _KEY_PAD
+        x_pad = ws.take("x", (P, H), torch.float32)
         x_pad[:N] = x
-        xd_pad = x_pad if dt == torch.float32 else x_pad.to(dt)  # the matmuls' operand
+        x_pad[N:] = 0.0
+        xd_pad = x_pad if dt == torch.float32 else ws.take("xd", (P, H), dt)  # matmul operand
+        if xd_pad is not x_pad:
+            xd_pad.copy_(x_pad)
         x, xd = x_pad[:N], xd_pad[:N]
-        cfg = self.model.config
+        qv = ws.take("qv", (N, 2 * H), dt)  # queries, values
+        kt = ws.take("kt", (H, P), dt)  # keys, transposed
+        ctx = ws.take("ctx", (N, H), torch.float32)
+        ctxd = ctx if dt == torch.float32 else ws.take("ctxd", (N, H), dt)
+        h = ws.take("h", (N, cfg.intermediate_size), dt)
+        y = ws.take("y", (N, H), dt)  # each sublayer's output before add & norm
+        narrow = xd.data_ptr() if dt != torch.float32 else None
 
-        def add_norm(y: Tensor, ln: torch.nn.LayerNorm) -> None:
+        def add_norm(ln: torch.nn.LayerNorm) -> None:
             """x <- ln(x + y) in place, and xd <- x in the matmul dtype, in one pass."""
-            narrow = xd.data_ptr() if xd.data_ptr() != x.data_ptr() else None
-            lib.sb_add_layernorm(x.data_ptr(), y.contiguous().data_ptr(), y.dtype != torch.float32,
+            lib.sb_add_layernorm(x.data_ptr(), y.data_ptr(), dt != torch.float32,
                                  ln.weight.data_ptr(), ln.bias.data_ptr(), narrow, N, H, ln.eps)
 
         for w in layers:
-            qv = F.linear(xd, w.qv_w, w.qv_b).contiguous()  # [N, 2H]: queries, values
-            kt = torch.addmm(w.k_b, w.k_w, xd_pad.T).contiguous()  # [H, N + 16]: keys, transposed
-            ctx = torch.empty(N, H)  # [N, H]
+            torch.addmm(w.qv_b, xd, w.qv_wt, out=qv)  # [N, 2H]
+            torch.addmm(w.k_b, w.k_w, xd_pad.T, out=kt)  # [H, N + 16]
             rc = lib.sb_attention_packed(
                 ctypes.c_void_p(qv.data_ptr()), ctypes.c_void_p(kt.data_ptr()),
                 ctypes.c_void_p(ctx.data_ptr()), ctypes.c_void_p(offsets.data_ptr()),
-                len(offsets) - 1, cfg.num_attention_heads, cfg.head_dim, kt.shape[1],
+                len(offsets) - 1, cfg.num_attention_heads, cfg.head_dim, P,
                 cfg.head_dim**-0.5, dt == torch.bfloat16)
             if rc != 0:
                 raise MemoryError(f"attention kernel failed (code {rc})")
-            add_norm(F.linear(ctx.to(dt), w.out_w, w.out_b), w.ln1)
-            h = self._up(xd, w)  # [N, I]
-            add_norm(F.linear(h, w.down_w, w.down_b), w.ln2)
+            if ctxd is not ctx:
+                ctxd.copy_(ctx)
+            torch.addmm(w.out_b, ctxd, w.out_wt, out=y)  # [N, H]
+            add_norm(w.ln1)
+            torch.addmm(w.ffn_b, xd, w.ffn_wt, out=h)  # [N, I]
+            _activate_(h, w.act)
+            torch.addmm(w.down_b, h, w.down_wt, out=y)  # [N, H]
+            add_norm(w.ln2)
         return x
-
-    def _up(self, xd: Tensor, w: _Layer) -> Tensor:
-        """The feed-forward up-projection and its activation: [N, H] -> [N, I]."""
-        if self._fused_act is not None:
-            return _linear_pointwise(xd, w.ffn_w, w.ffn_b, *self._fused_act)
-        out: Tensor = w.act(F.linear(xd, w.ffn_w, w.ffn_b))
-        return out
 
     def _layer_torch(self, w: _Layer, x: Tensor, lengths: Tensor, offsets: Tensor) -> Tensor:
         """One layer in torch ops (no kernel library): the same arithmetic, more passes."""
         dt = self.dtype
         xd = x.to(dt)
-        qv = F.linear(xd, w.qv_w, w.qv_b).float()  # [N, 2H]
-        k = F.linear(xd, w.k_w, w.k_b.squeeze(1)).float()  # [N, H]
+        qv = torch.addmm(w.qv_b, xd, w.qv_wt).float()  # [N, 2H]
+        k = torch.addmm(w.k_b.squeeze(1), xd, w.k_w.t()).float()  # [N, H]
         ctx = self._attention_torch(qv, k, lengths, offsets)  # [N, H] fp32
-        x = w.ln1(x + F.linear(ctx.to(dt), w.out_w, w.out_b).float())  # [N, H]
-        h = w.act(F.linear(x.to(dt), w.ffn_w, w.ffn_b))  # [N, I]
-        out: Tensor = w.ln2(x + F.linear(h, w.down_w, w.down_b).float())  # [N, H]
+        x = w.ln1(x + torch.addmm(w.out_b, ctx.to(dt), w.out_wt).float())  # [N, H]
+        h = w.act(torch.addmm(w.ffn_b, x.to(dt), w.ffn_wt))  # [N, I]
+        out: Tensor = w.ln2(x + torch.addmm(w.down_b, h, w.down_wt).float())  # [N, H]
         return out
 
     def _attention_torch(self, qv: Tensor, k: Tensor, lengths: Tensor,
