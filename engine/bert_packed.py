@@ -9,7 +9,7 @@ key). Serving on a CPU wants three things it does not do:
   runs on exactly N rows and attention needs no mask.
 * **Keys made transposed.** Query and value are one [2H, H] projection; keys come out of
   their matmul already transposed ([H, N]), the layout the attention kernel reads.
-* **bf16 multiplies where they are native.** On CPUs with AVX512_BF16 or AMX the four matmuls
+* **bf16 multiplies where they are native.** On CPUs with AVX512_BF16 or AMX the five matmuls
   per layer run on bf16 operands with fp32 accumulation (oneDNN), twice as fast as fp32 on
   Zen 4; the residual stream, LayerNorm, softmax and pooling stay fp32, which keeps vectors
   within cosine 0.99997 of the fp32 model. ``SUPPORTBOT_EMBED_PRECISION=fp32`` turns it off;
@@ -37,7 +37,7 @@ from engine.bert import BertModel, l2_normalize
 from engine.native import cpu_flags, kernel_library
 
 PRECISION_ENV = "SUPPORTBOT_EMBED_PRECISION"  # read below by name (tests/test_deploy.py greps it)
-_KEY_PAD = 16  # the attention kernel's vector width, in keys
+_KEY_PAD = 16  # the attention kernel's widest vector (vec.h), in keys
 
 
 def native_bf16_cpu() -> bool:
