@@ -2,21 +2,21 @@
  * serving path (engine/bert_packed.py). Sequences lie end to end with no padding, so there is
  * no mask and no work on pad positions. torch's CPU attention kernels tile for long sequences
  * and spend most of their time on overhead at the 10-40 tokens of a support question; this
- * loop computes four queries of one sequence and head at a time against vectors of 16 keys.
+ * loop computes four queries of one sequence and head at a time against a vector of keys.
  *
  *   qv      [N, 2, nh, hd] fp32 or bf16: each token's query and value heads
- *   kt      [nh, hd, ldk]  same: keys transposed (kt[h, d, j] = k_j[h, d]), ldk >= N + 16;
- *                          the caller's matmul writes them this way, so nothing is transposed here
+ *   kt      [nh, hd, ldk]  same: keys transposed (kt[h, d, j] = k_j[h, d]), ldk >= N + VL;
+ *                          the caller's matmul writes them so: nothing is transposed here
  *   out     [N, nh, hd]    fp32: softmax(q·kᵀ·scale)·v over the token's own sequence
  *   offsets [n_seq + 1]    int64: sequence s is tokens offsets[s] .. offsets[s+1]-1
  *
  * bf16 inputs (straight from bf16 matmuls) are widened as they are loaded; all arithmetic is
- * fp32. Scores are computed for whole vectors of keys; the lanes past a sequence's end read the next
- * sequence's keys (or the 16 padding columns) and are never used.
+ * fp32. Scores are computed for whole vectors of keys; the lanes past a sequence's end read
+ * the next sequence's keys (or the padding columns) and are never used.
  *
- * Vectors are GCC/Clang vector extensions sized to the CPU (vec.h): AVX-512, AVX2 or SSE/NEON
- * from the same source. Returns 0; -1 when out of memory; -2
- * when ldk leaves no room for the padding lanes.
+ * Vectors are GCC/Clang vector extensions sized to the CPU (vec.h: VL = 16, 8 or 4 floats):
+ * AVX-512, AVX2 or SSE/NEON from the same source. Returns 0; -1 when out of memory; -2 when
+ * ldk leaves no room for the padding lanes.
  */
 /* The library builds with -ffp-contract=off for qmatmul.c's exact dequantisation; attention has
  * no such contract with anyone, so it lets the compiler fuse multiply-adds. */
