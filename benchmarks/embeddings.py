@@ -122,7 +122,7 @@ def run_embedding_benchmark(n: int = 1000, batch_size: int = 32, repeats: int = 
     matmuls = emb.matmul_dtype
     theirs_bf16 = (_transformers_embedder(model_dir, emb.device, emb.placement.dtype,
                                           emb.max_length, autocast_bf16=True)
-                   if emb.device.type == "cpu" and matmuls == torch.bfloat16 else None)
+                   if emb.serves_packed and matmuls == torch.bfloat16 else None)
     texts = make_sentences(n)
     lengths = [len(ids) for ids in emb.token_ids(texts)]
 
@@ -155,8 +155,8 @@ def run_embedding_benchmark(n: int = 1000, batch_size: int = 32, repeats: int = 
         "mean_tokens": sum(lengths) / len(lengths),
         "max_tokens": max(lengths),
         # Work each side does: the ratio of these bounds the speed-up on compute-bound hardware.
-        # CPU: packed, no padding at all; GPU: length-sorted padded batches.
-        "ours_padded_tokens": (sum(lengths) if emb.device.type == "cpu"
+        # Packed (CPU): no padding at all; otherwise length-sorted padded batches.
+        "ours_padded_tokens": (sum(lengths) if emb.serves_packed
                                else padded_tokens(sorted(lengths, reverse=True), batch_size)),
         "transformers_padded_tokens": padded_tokens(lengths, batch_size),
         "ours_per_s": n / ours_s,

@@ -152,12 +152,16 @@ class Embedder:
         return self.placement.device
 
     @property
+    def serves_packed(self) -> bool:
+        """Whether `embed` takes the packed CPU path (an fp32 model on the CPU) rather than
+        padded batches in the model's dtype."""
+        return self.device.type == "cpu" and self.placement.dtype == torch.float32
+
+    @property
     def matmul_dtype(self) -> torch.dtype:
-        """What `embed` multiplies in: the model's dtype, except on the CPU, where the packed
-        path may use bf16 operands (engine.bert_packed.matmul_dtype)."""
-        if self.device.type == "cpu" and self.placement.dtype == torch.float32:
-            return self._packed_encoder().dtype
-        return self.placement.dtype
+        """What `embed` multiplies in: the model's dtype, except on the packed path, which may
+        use bf16 operands (engine.bert_packed.matmul_dtype)."""
+        return self._packed_encoder().dtype if self.serves_packed else self.placement.dtype
 
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids per text ([CLS] ... [SEP]), truncated to `max_length`."""
@@ -189,7 +193,7 @@ class Embedder:
         # Longest first: near-equal lengths share a batch, so padding (wasted FLOPs) is small,
         # and any out-of-memory error happens on the first batch rather than the last.
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
-        if self.device.type == "cpu" and self.placement.dtype == torch.float32:
+        if self.serves_packed:
             return self._embed_packed(ids, order, batch_size)
         out = torch.empty((len(ids), self.dim), dtype=torch.float32, device=self.device)
         was_training = self.model.training
