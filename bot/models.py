@@ -90,9 +90,18 @@ class Reply:
     buttons: tuple[str, ...] = ()  # action ids the adapter renders as buttons
 
 
+# Roles whose `ts` is the platform's message timestamp. Their turns are stored in timestamp
+# order among themselves; bot and system turns (our clock) are never moved across.
+PLATFORM_ROLES = frozenset({"customer", "agent"})
+
+
 @dataclass(frozen=True)
 class Turn:
-    """One stored line of a conversation. Text is already redacted when a Turn is built."""
+    """One stored line of a conversation. Text is already redacted when a Turn is built.
+
+    Customer and agent turns carry the platform's timestamp of their message; the stores keep
+    those in send order among themselves even when two messages sent together are handled in
+    the other order (see PLATFORM_ROLES). Bot and system turns carry our clock's time."""
 
     role: str  # "customer" | "bot" | "agent" | "system"
     text: str

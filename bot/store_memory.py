@@ -10,7 +10,7 @@ from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
-from bot.models import Conversation, ConversationKey, ConversationState, Turn
+from bot.models import PLATFORM_ROLES, Conversation, ConversationKey, ConversationState, Turn
 from bot.ports import Clock, LockTimeout, SystemClock
 
 
@@ -150,7 +150,11 @@ class MemoryStore:
     async def append_turn(self, key: ConversationKey, turn: Turn) -> None:
         self._expire(key)
         turns = self._turns.setdefault(key, [])
-        turns.append(turn)
+        at = len(turns)  # after any later-sent platform messages already stored: send order
+        while turn.role in PLATFORM_ROLES and at and turns[at - 1].role in PLATFORM_ROLES \
+                and turns[at - 1].ts > turn.ts:
+            at -= 1
+        turns.insert(at, turn)
         del turns[: max(0, len(turns) - self._max_turns)]
         self._touch(key)
 

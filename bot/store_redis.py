@@ -17,7 +17,7 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 
 from bot.keys import Keys
-from bot.models import Conversation, ConversationKey, ConversationState, Turn
+from bot.models import PLATFORM_ROLES, Conversation, ConversationKey, ConversationState, Turn
 from bot.ports import LockTimeout
 
 # KEYS[1] conversation hash; ARGV: ttl_s, to_state, now, n_allowed, allowed..., field/value...
@@ -70,6 +70,35 @@ redis.call('DEL', ARGV[4])
 return 1
 """
 
+# Append a turn; a customer/agent turn (ARGV[2] = its platform timestamp, '' otherwise) goes
+# before any customer/agent turns at the tail that were sent after it (bot.models.PLATFORM_ROLES),
+# so the transcript keeps send order even when the lock's settle window was not enough.
+# KEYS[1] turns list, KEYS[2] conversation hash; ARGV: turn json, ts, max_turns, ttl_s
+_APPEND_TURN = """
+local pivot = false
+if ARGV[2] ~= '' then
+  local ts = tonumber(ARGV[2])
+  local i = -1
+  while true do
+    local item = redis.call('LINDEX', KEYS[1], i)
+    if not item then break end
+    local t = cjson.decode(item)
+    if (t.role ~= 'customer' and t.role ~= 'agent') or tonumber(t.ts) <= ts then break end
+    pivot = item
+    i = i - 1
+  end
+end
+if pivot then
+  redis.call('LINSERT', KEYS[1], 'BEFORE', pivot, ARGV[1])
+else
+  redis.call('RPUSH', KEYS[1], ARGV[1])
+end
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[3]), -1)
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return 1
+"""
+
 # Delete the lock only if we still own it (our token), so a late release never frees
 # a lock that expired and was taken by someone else.
 _UNLOCK = """
@@ -89,6 +118,7 @@ class RedisStore:
         self._rate = client.register_script(_RATE)
         self._unlock = client.register_script(_UNLOCK)
         self._acquire = client.register_script(_ACQUIRE)
+        self._append_turn = client.register_script(_APPEND_TURN)
         self.lock_settle_ms = 250
 
     @classmethod
@@ -161,13 +191,10 @@ class RedisStore:
             await pipe.execute()
 
     async def append_turn(self, key: ConversationKey, turn: Turn) -> None:
-        name = self.keys.turns(key)
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.rpush(name, json.dumps(turn.to_json()))
-            pipe.ltrim(name, -self._max_turns, -1)
-            pipe.expire(name, self._ttl_s)
-            pipe.expire(self.keys.conversation(key), self._ttl_s)
-            await pipe.execute()
+        ts = repr(float(turn.ts)) if turn.role in PLATFORM_ROLES else ""
+        await self._append_turn(keys=[self.keys.turns(key), self.keys.conversation(key)],
+                                args=[json.dumps(turn.to_json()), ts, self._max_turns,
+                                      self._ttl_s])
 
     async def ping(self) -> bool:
         try:

@@ -46,6 +46,19 @@ async def test_history_is_capped_and_ordered(store: ConversationStore) -> None:
     assert (await store.load(OTHER)).turns == ()
 
 
+async def test_platform_messages_are_kept_in_send_order(store: ConversationStore) -> None:
+    """Two messages sent together may be handled in the other order: the transcript still
+    reads in send order. Bot and system turns (our clock) are never moved across."""
+    await store.append_turn(KEY, Turn("bot", "answer", 11.0))  # the fixture keeps 5 turns
+    await store.append_turn(KEY, Turn("agent", "late-handled", 13.0))
+    await store.append_turn(KEY, Turn("customer", "sent earlier", 12.0))
+    await store.append_turn(KEY, Turn("agent", "sent before the bot answered", 9.0))
+    await store.append_turn(KEY, Turn("system", "note", 1.0))  # our clock: appended as is
+    texts = [t.text for t in (await store.load(KEY)).turns]
+    assert texts == ["answer", "sent before the bot answered", "sent earlier",
+                     "late-handled", "note"]
+
+
 async def test_turn_round_trips_every_field(store: ConversationStore) -> None:
     turn = Turn("bot", "héllo ✓", 12.5, user="U1", article_id="a1", reason="answered")
     await store.append_turn(KEY, turn)
